@@ -1,0 +1,254 @@
+//! The tamper-evident record: every event's hash covers the previous event's hash and the event's
+//! canonical content (including the hashes of its evidence files). A chain per item keeps writers
+//! of different items independent; the item row stores the head (last hash and sequence number),
+//! so deleting the newest event is detected too.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of an item's first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The content of one event as it is hashed.
+#[derive(Clone, Debug)]
+pub struct ChainLink<'a> {
+    pub item_id: i64,
+    pub seq: i64,
+    pub kind: &'a str,
+    pub actor: &'a str,
+    pub at: DateTime<Utc>,
+    pub payload: &'a Value,
+    /// sha256 of each evidence file, in the order recorded.
+    pub evidence: &'a [String],
+    pub prev_hash: &'a str,
+}
+
+/// Time as hashed and stored: UTC, microseconds. Callers truncate `now` to microseconds before
+/// use (see [`truncate_to_micros`]) so the value read back from any database hashes the same.
+pub fn format_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Drops sub-microsecond precision, which PostgreSQL does not keep.
+pub fn truncate_to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::{SubsecRound, Timelike};
+    let micros = at.nanosecond() / 1_000 * 1_000;
+    at.with_nanosecond(micros)
+        .unwrap_or_else(|| at.trunc_subsecs(6))
+}
+
+impl ChainLink<'_> {
+    /// The canonical bytes: JSON with keys sorted at every level, no insignificant whitespace.
+    pub fn canonical(&self) -> String {
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"actor\":");
+        push_json_string(&mut out, self.actor);
+        out.push_str(",\"at\":");
+        push_json_string(&mut out, &format_time(self.at));
+        out.push_str(",\"evidence\":[");
+        for (i, e) in self.evidence.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_string(&mut out, e);
+        }
+        out.push_str("],\"item\":");
+        out.push_str(&self.item_id.to_string());
+        out.push_str(",\"kind\":");
+        push_json_string(&mut out, self.kind);
+        out.push_str(",\"payload\":");
+        canonical_json(self.payload, &mut out);
+        out.push_str(",\"prev\":");
+        push_json_string(&mut out, self.prev_hash);
+        out.push_str(",\"seq\":");
+        out.push_str(&self.seq.to_string());
+        out.push_str(",\"v\":1}");
+        out
+    }
+
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical().as_bytes()))
+    }
+}
+
+/// Writes `value` as JSON with object keys sorted, whatever order the map kept them in.
+pub fn canonical_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, k);
+                out.push(':');
+                canonical_json(&map[k.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The canonical JSON text of a value, as stored in the event row.
+pub fn canonical_string(value: &Value) -> String {
+    let mut s = String::new();
+    canonical_json(value, &mut s);
+    s
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push_str(&Value::String(s.to_string()).to_string());
+}
+
+/// One stored event, as read back for verification.
+#[derive(Clone, Debug)]
+pub struct StoredLink {
+    pub event_id: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub payload: Value,
+    pub evidence: Vec<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A break in an item's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainFault {
+    /// The stored hash is not the hash of the stored content: the event was edited.
+    HashMismatch { event_id: i64, seq: i64 },
+    /// The event does not point at the one before it: an event was deleted, inserted or reordered.
+    BrokenLink { event_id: i64, seq: i64 },
+    /// Sequence numbers skip or repeat.
+    BadSequence {
+        event_id: i64,
+        seq: i64,
+        expected: i64,
+    },
+    /// The item row's head does not match the last event: the newest event was deleted or added.
+    HeadMismatch { head_seq: i64, last_seq: i64 },
+}
+
+impl ChainFault {
+    pub fn describe(&self, item_id: i64, lang: crate::Lang) -> String {
+        let zh = lang == crate::Lang::Zh;
+        match self {
+            ChainFault::HashMismatch { event_id, seq } => {
+                if zh {
+                    format!(
+                        "事项 {item_id} 的第 {seq} 条记录(事件 {event_id})内容与其哈希不符:该记录被改动过"
+                    )
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id} (#{seq}): content does not match its hash; the event was edited"
+                    )
+                }
+            }
+            ChainFault::BrokenLink { event_id, seq } => {
+                if zh {
+                    format!(
+                        "事项 {item_id} 的第 {seq} 条记录(事件 {event_id})与前一条记录链接断开:有记录被删除、插入或调换"
+                    )
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id} (#{seq}): does not link to the event before it; an event was deleted, inserted or reordered"
+                    )
+                }
+            }
+            ChainFault::BadSequence {
+                event_id,
+                seq,
+                expected,
+            } => {
+                if zh {
+                    format!(
+                        "事项 {item_id} 的事件 {event_id} 序号为 {seq},应为 {expected}:有记录被删除或插入"
+                    )
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id}: sequence number {seq} where {expected} was expected; an event was deleted or inserted"
+                    )
+                }
+            }
+            ChainFault::HeadMismatch { head_seq, last_seq } => {
+                if zh {
+                    format!(
+                        "事项 {item_id} 记录共 {last_seq} 条,但事项本身记载应有 {head_seq} 条:最新的记录被删除或添加"
+                    )
+                } else {
+                    format!(
+                        "item {item_id}: the item records {head_seq} events but {last_seq} are stored; the newest event was deleted or added"
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// Checks one item's events (ordered by their row order of `seq`) against the item's stored head.
+/// Returns every fault found, first to last.
+pub fn verify_chain(
+    item_id: i64,
+    links: &[StoredLink],
+    head_seq: i64,
+    head_hash: &str,
+) -> Vec<ChainFault> {
+    let mut faults = Vec::new();
+    let mut prev = GENESIS.to_string();
+    for (i, link) in links.iter().enumerate() {
+        let expected = i as i64 + 1;
+        if link.seq != expected {
+            faults.push(ChainFault::BadSequence {
+                event_id: link.event_id,
+                seq: link.seq,
+                expected,
+            });
+        }
+        if link.prev_hash != prev {
+            faults.push(ChainFault::BrokenLink {
+                event_id: link.event_id,
+                seq: link.seq,
+            });
+        }
+        let computed = ChainLink {
+            item_id,
+            seq: link.seq,
+            kind: &link.kind,
+            actor: &link.actor,
+            at: link.at,
+            payload: &link.payload,
+            evidence: &link.evidence,
+            prev_hash: &link.prev_hash,
+        }
+        .hash();
+        if computed != link.hash {
+            faults.push(ChainFault::HashMismatch {
+                event_id: link.event_id,
+                seq: link.seq,
+            });
+        }
+        prev = link.hash.clone();
+    }
+    let last_seq = links.last().map(|l| l.seq).unwrap_or(0);
+    let last_hash = links.last().map(|l| l.hash.as_str()).unwrap_or(GENESIS);
+    if last_seq != head_seq || last_hash != head_hash {
+        faults.push(ChainFault::HeadMismatch { head_seq, last_seq });
+    }
+    faults
+}
