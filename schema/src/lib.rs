@@ -1,0 +1,17 @@
+//! Persistence for `rectify`: sea-orm entities, migrations, and the store that applies one command
+//! in one transaction.
+//!
+//! Architecture invariant: the store never decides a rule. It asks `rectify_engine` and persists
+//! what the engine returned. It never updates or deletes an event row.
+
+pub mod entity;
+pub mod error;
+pub mod evidence_files;
+pub mod migration;
+pub mod store;
+pub mod testing;
+
+pub use error::{ErrorClass, StoreError};
+pub use store::{
+    AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,
+};

@@ -1,0 +1,186 @@
+//! Migrations: one list, run unchanged on SQLite and PostgreSQL.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(M20261123_000001Init)]
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261123_000001Init;
+
+impl MigrationName for M20261123_000001Init {
+    fn name(&self) -> &str {
+        "m20261123_000001_init"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261123_000001Init {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("units")
+                .col(big_pk_auto("id"))
+                .col(string_uniq("code"))
+                .col(string("name"))
+                .col(string_null("parent_code"))
+                .col(text("emails"))
+                .col(string_null("leader"))
+                .col(string_null("leader_email"))
+                .col(text("aliases"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("operators")
+                .col(big_pk_auto("id"))
+                .col(string_uniq("name"))
+                .col(string("role"))
+                .col(string_null("unit_code"))
+                .col(string_null("email"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("rounds")
+                .col(big_pk_auto("id"))
+                .col(string_uniq("code"))
+                .col(text("title"))
+                .col(string("source"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("items")
+                .col(big_pk_auto("id"))
+                .col(string("round_code"))
+                .col(big_integer_null("parent_id"))
+                .col(string("number"))
+                .col(text("title"))
+                .col(string_null("lead_unit"))
+                .col(text("co_units"))
+                .col(string_null("leader"))
+                .col(string_null("deadline"))
+                .col(string("state"))
+                .col(big_integer("version"))
+                .col(big_integer("deadline_version"))
+                .col(big_integer("send_backs"))
+                .col(big_integer("reassignments"))
+                .col(string_null("cadence"))
+                .col(string_null("ext_to"))
+                .col(text_null("ext_reason"))
+                .col(string_null("ext_requested_by"))
+                .col(big_integer_null("merged_into"))
+                .col(big_integer_null("progress_percent"))
+                .col(text_null("last_progress"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("assigned_at"))
+                .col(timestamp_with_time_zone_null("acknowledged_at"))
+                .col(timestamp_with_time_zone_null("last_progress_at"))
+                .col(timestamp_with_time_zone_null("submitted_at"))
+                .col(timestamp_with_time_zone_null("closed_at"))
+                .col(big_integer("head_seq"))
+                .col(string("head_hash"))
+                .to_owned(),
+        )
+        .await?;
+        for (name, cols) in [
+            ("idx_items_round", &["round_code", "number"][..]),
+            ("idx_items_parent", &["parent_id"][..]),
+            ("idx_items_unit_state", &["lead_unit", "state"][..]),
+            ("idx_items_state_deadline", &["state", "deadline"][..]),
+        ] {
+            let mut idx = Index::create();
+            idx.name(name).table("items");
+            for c in cols {
+                idx.col(*c);
+            }
+            m.create_index(idx.to_owned()).await?;
+        }
+        m.create_table(
+            Table::create()
+                .table("events")
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(big_integer("seq"))
+                .col(string("kind"))
+                .col(string("actor"))
+                .col(timestamp_with_time_zone("at"))
+                .col(text("payload"))
+                .col(text("evidence"))
+                .col(string("prev_hash"))
+                .col(string("hash"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_events_item_seq")
+                .table("events")
+                .col("item_id")
+                .col("seq")
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("evidence")
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(big_integer("event_id"))
+                .col(string("sha256"))
+                .col(big_integer("size"))
+                .col(text("original_name"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_evidence_item")
+                .table("evidence")
+                .col("item_id")
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("extensions")
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(string("from_deadline"))
+                .col(string("requested_to"))
+                .col(text("reason"))
+                .col(string("requested_by"))
+                .col(timestamp_with_time_zone("requested_at"))
+                .col(string("state"))
+                .col(string_null("decided_by"))
+                .col(timestamp_with_time_zone_null("decided_at"))
+                .col(text_null("note"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_extensions_item")
+                .table("extensions")
+                .col("item_id")
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}

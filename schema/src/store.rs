@@ -1,0 +1,1090 @@
+//! The store: applies one command in ONE transaction (item row with a version check, event row
+//! hash-chained to the item's previous event, evidence rows, extension rows), and answers queries.
+//!
+//! Architecture invariant: the store decides nothing. The engine's `transition` decides; the store
+//! looks up the facts the engine needs, persists exactly what the engine returned, and turns a
+//! stale version into a conflict error, never a lost update.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rectify_engine::chain::{self, ChainFault, ChainLink, StoredLink};
+use rectify_engine::{
+    Actor, Cadence, Command, Ctx, Deadline, EvidenceRef, Item, ItemId, ItemState, NewItem, Outcome,
+    PendingExtension, Role, Source, text,
+};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::entity::{event, evidence, extension, item, operator, round, unit};
+use crate::error::StoreError;
+use crate::evidence_files;
+use crate::migration::Migrator;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How to open the database. Plain values handed down from the config crate.
+#[derive(Clone, Debug)]
+pub struct ConnectSettings {
+    pub url: String,
+    pub pool_size: u32,
+    pub busy_timeout: Duration,
+    pub statement_timeout: Duration,
+    pub evidence_dir: PathBuf,
+}
+
+impl ConnectSettings {
+    pub fn new(url: impl Into<String>, evidence_dir: impl Into<PathBuf>) -> Self {
+        ConnectSettings {
+            url: url.into(),
+            pool_size: 4,
+            busy_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            evidence_dir: evidence_dir.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+    evidence_dir: PathBuf,
+}
+
+/// A unit as shown and used by the CLI.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unit {
+    pub code: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub emails: Vec<String>,
+    pub leader: Option<String>,
+    pub leader_email: Option<String>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+    pub unit: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Operator {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            role: self.role,
+            unit: self.unit.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Round {
+    pub code: String,
+    pub title: String,
+    pub source: Source,
+}
+
+/// One event of an item's history, with its evidence.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HistoryEntry {
+    pub event_id: i64,
+    pub seq: i64,
+    pub kind: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub evidence: Vec<EvidenceRef>,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ItemFilter {
+    pub round: Option<String>,
+    pub unit: Option<String>,
+    pub state: Option<ItemState>,
+    /// Only items past their deadline and still with the unit (assigned or in progress).
+    pub overdue_on: Option<NaiveDate>,
+}
+
+/// One break found by `audit verify`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditFinding {
+    pub item_id: i64,
+    pub fault: ChainFault,
+}
+
+/// The time every stored moment is truncated to, so hashes survive a round trip through any
+/// database.
+pub fn now_for_store(now: DateTime<Utc>) -> DateTime<Utc> {
+    chain::truncate_to_micros(now)
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str, what: &str) -> Result<T> {
+    s.parse::<T>().map_err(|e| {
+        StoreError::Db(sea_orm::DbErr::Custom(format!(
+            "stored {what} `{s}` is not readable ({e}); the database was edited by hand"
+        )))
+    })
+}
+
+fn to_item(m: &item::Model) -> Result<Item> {
+    let pending_extension = match (&m.ext_to, &m.ext_reason, &m.ext_requested_by) {
+        (Some(to), Some(reason), Some(by)) => Some(PendingExtension {
+            to: NaiveDate::parse_from_str(to, "%Y-%m-%d").map_err(|_| {
+                StoreError::Db(sea_orm::DbErr::Custom(format!(
+                    "stored date `{to}` is not readable"
+                )))
+            })?,
+            reason: reason.clone(),
+            requested_by: by.clone(),
+        }),
+        _ => None,
+    };
+    Ok(Item {
+        id: m.id,
+        round: m.round_code.clone(),
+        parent_id: m.parent_id,
+        number: m.number.clone(),
+        title: m.title.clone(),
+        lead_unit: m.lead_unit.clone(),
+        co_units: parse_list(&m.co_units),
+        leader: m.leader.clone(),
+        deadline: match &m.deadline {
+            Some(d) => Some(Deadline::from_db(d).ok_or_else(|| {
+                StoreError::Db(sea_orm::DbErr::Custom(format!(
+                    "stored deadline `{d}` is not readable"
+                )))
+            })?),
+            None => None,
+        },
+        state: parse_enum(&m.state, "state")?,
+        version: m.version,
+        deadline_version: m.deadline_version,
+        send_backs: m.send_backs,
+        reassignments: m.reassignments,
+        cadence: match &m.cadence {
+            Some(c) => Some(parse_enum::<Cadence>(c, "cadence")?),
+            None => None,
+        },
+        pending_extension,
+        merged_into: m.merged_into,
+        progress_percent: m.progress_percent.and_then(|p| u8::try_from(p).ok()),
+        last_progress: m.last_progress.clone(),
+        created_at: m.created_at,
+        assigned_at: m.assigned_at,
+        acknowledged_at: m.acknowledged_at,
+        last_progress_at: m.last_progress_at,
+        submitted_at: m.submitted_at,
+        closed_at: m.closed_at,
+    })
+}
+
+/// Every column of an item row except the id and the chain head, from the engine's item.
+fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::ActiveModel {
+    item::ActiveModel {
+        id: NotSet,
+        round_code: Set(i.round.clone()),
+        parent_id: Set(i.parent_id),
+        number: Set(i.number.clone()),
+        title: Set(i.title.clone()),
+        lead_unit: Set(i.lead_unit.clone()),
+        co_units: Set(json_list(&i.co_units)),
+        leader: Set(i.leader.clone()),
+        deadline: Set(i.deadline.map(|d| d.to_db())),
+        state: Set(i.state.as_str().to_string()),
+        version: Set(i.version),
+        deadline_version: Set(i.deadline_version),
+        send_backs: Set(i.send_backs),
+        reassignments: Set(i.reassignments),
+        cadence: Set(i.cadence.map(|c| c.as_str().to_string())),
+        ext_to: Set(i
+            .pending_extension
+            .as_ref()
+            .map(|p| p.to.format("%Y-%m-%d").to_string())),
+        ext_reason: Set(i.pending_extension.as_ref().map(|p| p.reason.clone())),
+        ext_requested_by: Set(i.pending_extension.as_ref().map(|p| p.requested_by.clone())),
+        merged_into: Set(i.merged_into),
+        progress_percent: Set(i.progress_percent.map(i64::from)),
+        last_progress: Set(i.last_progress.clone()),
+        created_at: Set(i.created_at),
+        assigned_at: Set(i.assigned_at),
+        acknowledged_at: Set(i.acknowledged_at),
+        last_progress_at: Set(i.last_progress_at),
+        submitted_at: Set(i.submitted_at),
+        closed_at: Set(i.closed_at),
+        head_seq: Set(head_seq),
+        head_hash: Set(head_hash.to_string()),
+    }
+}
+
+/// The payload as stored: the engine's payload plus the evidence files' names and sizes, so the
+/// hash covers them too.
+fn stored_payload(o: &Outcome) -> serde_json::Value {
+    let mut payload = o.event.payload.clone();
+    if !o.event.evidence.is_empty()
+        && let serde_json::Value::Object(map) = &mut payload
+    {
+        map.insert(
+            "evidence_files".into(),
+            serde_json::to_value(&o.event.evidence).unwrap_or_default(),
+        );
+    }
+    payload
+}
+
+impl Store {
+    /// Opens the database. `sqlite://FILE` creates the file when missing (WAL mode, busy timeout);
+    /// `postgres://…` uses an existing database.
+    pub async fn connect(settings: &ConnectSettings) -> Result<Store> {
+        let mut opts = ConnectOptions::new(settings.url.clone());
+        opts.sqlx_logging(false)
+            .max_connections(settings.pool_size.max(1))
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(settings.busy_timeout + Duration::from_secs(10));
+        let busy = settings.busy_timeout;
+        let stmt_timeout_ms = settings.statement_timeout.as_millis().to_string();
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(true)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(busy)
+                .foreign_keys(true)
+        });
+        opts.map_sqlx_postgres_opts(move |o| {
+            o.options([("statement_timeout", stmt_timeout_ms.as_str())])
+        });
+        let db = Database::connect(opts).await?;
+        Ok(Store {
+            db,
+            evidence_dir: settings.evidence_dir.clone(),
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn evidence_dir(&self) -> &Path {
+        &self.evidence_dir
+    }
+
+    /// Creates or upgrades the tables.
+    pub async fn migrate(&self) -> Result<()> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Fails with a clear message when the database has not been initialised by this version.
+    pub async fn ensure_ready(&self) -> Result<()> {
+        match Migrator::get_pending_migrations(&self.db).await {
+            Ok(p) if p.is_empty() => Ok(()),
+            Ok(_) => Err(StoreError::NotInitialised),
+            // A brand-new file has no migrations table yet.
+            Err(_) => Err(StoreError::NotInitialised),
+        }
+    }
+
+    pub async fn close(self) -> Result<()> {
+        self.db.close().await?;
+        Ok(())
+    }
+
+    // ---- units, operators, rounds -------------------------------------------------------
+
+    pub async fn add_unit(&self, u: &Unit, now: DateTime<Utc>) -> Result<Unit> {
+        let code = text::name("unit code", &u.code)?;
+        let name = text::name("unit name", &u.name)?;
+        if self.find_unit_model(&code).await?.is_some() {
+            return Err(StoreError::Duplicate {
+                what: "unit",
+                key: code,
+            });
+        }
+        if let Some(p) = &u.parent
+            && self.find_unit_model(p).await?.is_none()
+        {
+            return Err(StoreError::NotFound {
+                what: "unit",
+                key: p.clone(),
+            });
+        }
+        for e in u.emails.iter().chain(u.leader_email.iter()) {
+            check_email(e)?;
+        }
+        let leader = match &u.leader {
+            Some(l) => Some(text::name("leader", l)?),
+            None => None,
+        };
+        let m = unit::ActiveModel {
+            id: NotSet,
+            code: Set(code),
+            name: Set(name),
+            parent_code: Set(u.parent.clone()),
+            emails: Set(json_list(&u.emails)),
+            leader: Set(leader),
+            leader_email: Set(u.leader_email.clone()),
+            aliases: Set(json_list(&u.aliases)),
+            created_at: Set(now_for_store(now)),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(unit_from(&m))
+    }
+
+    async fn find_unit_model(&self, code: &str) -> Result<Option<unit::Model>> {
+        Ok(unit::Entity::find()
+            .filter(unit::Column::Code.eq(code))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn find_unit(&self, code: &str) -> Result<Unit> {
+        self.find_unit_model(code)
+            .await?
+            .map(|m| unit_from(&m))
+            .ok_or_else(|| StoreError::NotFound {
+                what: "unit",
+                key: code.to_string(),
+            })
+    }
+
+    pub async fn list_units(&self) -> Result<Vec<Unit>> {
+        Ok(unit::Entity::find()
+            .order_by_asc(unit::Column::Code)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(unit_from)
+            .collect())
+    }
+
+    pub async fn add_operator(&self, o: &Operator, now: DateTime<Utc>) -> Result<Operator> {
+        let name = text::name("operator name", &o.name)?;
+        if self.find_operator_model(&name).await?.is_some() {
+            return Err(StoreError::Duplicate {
+                what: "operator",
+                key: name,
+            });
+        }
+        match (o.role, &o.unit) {
+            (Role::Unit, None) => {
+                return Err(StoreError::invalid(
+                    "责任单位操作员必须指定所属单位:请加上 --unit 单位编号",
+                    "a unit operator needs its unit: add --unit CODE",
+                ));
+            }
+            (_, Some(u)) => {
+                self.find_unit(u).await?;
+            }
+            _ => {}
+        }
+        if let Some(e) = &o.email {
+            check_email(e)?;
+        }
+        operator::ActiveModel {
+            id: NotSet,
+            name: Set(name.clone()),
+            role: Set(o.role.as_str().to_string()),
+            unit_code: Set(o.unit.clone()),
+            email: Set(o.email.clone()),
+            created_at: Set(now_for_store(now)),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(Operator { name, ..o.clone() })
+    }
+
+    async fn find_operator_model(&self, name: &str) -> Result<Option<operator::Model>> {
+        Ok(operator::Entity::find()
+            .filter(operator::Column::Name.eq(name))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn find_operator(&self, name: &str) -> Result<Operator> {
+        let m = self
+            .find_operator_model(name)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "operator",
+                key: name.to_string(),
+            })?;
+        operator_from(&m)
+    }
+
+    pub async fn list_operators(&self) -> Result<Vec<Operator>> {
+        operator::Entity::find()
+            .order_by_asc(operator::Column::Id)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(operator_from)
+            .collect()
+    }
+
+    pub async fn add_round(&self, r: &Round, now: DateTime<Utc>) -> Result<Round> {
+        let code = text::name("round code", &r.code)?;
+        let title = text::title("title", &r.title)?;
+        if self.find_round_model(&code).await?.is_some() {
+            return Err(StoreError::Duplicate {
+                what: "round",
+                key: code,
+            });
+        }
+        round::ActiveModel {
+            id: NotSet,
+            code: Set(code.clone()),
+            title: Set(title.clone()),
+            source: Set(r.source.as_str().to_string()),
+            created_at: Set(now_for_store(now)),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(Round {
+            code,
+            title,
+            source: r.source,
+        })
+    }
+
+    async fn find_round_model(&self, code: &str) -> Result<Option<round::Model>> {
+        Ok(round::Entity::find()
+            .filter(round::Column::Code.eq(code))
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn find_round(&self, code: &str) -> Result<Round> {
+        let m = self
+            .find_round_model(code)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "round",
+                key: code.to_string(),
+            })?;
+        Ok(Round {
+            code: m.code,
+            title: m.title,
+            source: parse_enum(&m.source, "source")?,
+        })
+    }
+
+    pub async fn list_rounds(&self) -> Result<Vec<Round>> {
+        let mut out = Vec::new();
+        for m in round::Entity::find()
+            .order_by_asc(round::Column::Id)
+            .all(&self.db)
+            .await?
+        {
+            out.push(Round {
+                code: m.code,
+                title: m.title,
+                source: parse_enum(&m.source, "source")?,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- items ----------------------------------------------------------------------------
+
+    /// Checks that every unit a command or a new item names exists, before anything is written.
+    async fn check_units<'a>(&self, units: impl IntoIterator<Item = &'a String>) -> Result<()> {
+        for u in units {
+            self.find_unit(u).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates an item; when it names a lead unit and a deadline it is assigned in the same
+    /// transaction (two events: created, assigned).
+    pub async fn create_item(
+        &self,
+        new: &NewItem,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<Item> {
+        let now = now_for_store(now);
+        self.find_round(&new.round).await?;
+        if let Some(p) = new.parent_id {
+            let parent = self.get_item(p).await.map_err(|e| match e {
+                StoreError::NotFound { key, .. } => StoreError::NotFound {
+                    what: "parent item",
+                    key,
+                },
+                other => other,
+            })?;
+            if parent.round != new.round {
+                return Err(StoreError::invalid(
+                    format!(
+                        "上级事项 {p} 属于轮次 {},与 {} 不一致",
+                        parent.round, new.round
+                    ),
+                    format!(
+                        "parent item {p} belongs to round {}, not {}",
+                        parent.round, new.round
+                    ),
+                ));
+            }
+        }
+        self.check_units(new.lead_unit.iter().chain(new.co_units.iter()))
+            .await?;
+        if new.deadline.is_some() && new.lead_unit.is_none() {
+            return Err(StoreError::invalid(
+                "给出完成时限时也须给出牵头单位(--lead)",
+                "a deadline needs a lead unit: add --lead UNIT",
+            ));
+        }
+        let ctx = Ctx {
+            now,
+            today,
+            open_children: 0,
+        };
+        // Validate everything, including the assignment, before opening the transaction.
+        let created = rectify_engine::create(new, 0, actor, &ctx)?;
+        let assign = match (&new.lead_unit, new.deadline) {
+            (Some(lead), Some(deadline)) => {
+                let cmd = Command::Assign {
+                    lead_unit: lead.clone(),
+                    co_units: new.co_units.clone(),
+                    leader: new.leader.clone(),
+                    deadline,
+                };
+                rectify_engine::transition(&created.item, &cmd, actor, &ctx)?;
+                Some(cmd)
+            }
+            _ => None,
+        };
+        let txn = self.db.begin().await?;
+        let item = self
+            .insert_created(&txn, created, assign.as_ref(), actor, &ctx)
+            .await?;
+        txn.commit().await?;
+        Ok(item)
+    }
+
+    /// Inserts a created item and its first event(s) inside `txn`. Used by `create_item` and by
+    /// bulk imports that create many items in one transaction.
+    pub async fn insert_created(
+        &self,
+        txn: &DatabaseTransaction,
+        created: Outcome,
+        assign: Option<&Command>,
+        actor: &Actor,
+        ctx: &Ctx,
+    ) -> Result<Item> {
+        let row = item_columns(&created.item, 0, chain::GENESIS)
+            .insert(txn)
+            .await?;
+        let mut item = created.item;
+        item.id = row.id;
+        // The creation event names the real id, so hash it now.
+        let created = Outcome {
+            item: item.clone(),
+            event: created.event,
+        };
+        let (mut seq, mut head) = self
+            .append_event(txn, item.id, 0, chain::GENESIS, &created)
+            .await?;
+        if let Some(cmd) = assign {
+            let o = rectify_engine::transition(&item, cmd, actor, ctx)?;
+            let (s, h) = self.append_event(txn, item.id, seq, &head, &o).await?;
+            seq = s;
+            head = h;
+            item = o.item;
+        }
+        let mut am = item_columns(&item, seq, &head);
+        am.id = sea_orm::ActiveValue::Unchanged(item.id);
+        am.update(txn).await?;
+        Ok(item)
+    }
+
+    /// Appends one event to an item's chain; returns the new head.
+    async fn append_event(
+        &self,
+        txn: &DatabaseTransaction,
+        item_id: i64,
+        prev_seq: i64,
+        prev_hash: &str,
+        o: &Outcome,
+    ) -> Result<(i64, String)> {
+        let seq = prev_seq + 1;
+        let payload = stored_payload(o);
+        let evidence_hashes: Vec<String> =
+            o.event.evidence.iter().map(|e| e.sha256.clone()).collect();
+        let at = now_for_store(o.event.at);
+        let hash = ChainLink {
+            item_id,
+            seq,
+            kind: o.event.kind,
+            actor: &o.event.actor,
+            at,
+            payload: &payload,
+            evidence: &evidence_hashes,
+            prev_hash,
+        }
+        .hash();
+        let ev = event::ActiveModel {
+            id: NotSet,
+            item_id: Set(item_id),
+            seq: Set(seq),
+            kind: Set(o.event.kind.to_string()),
+            actor: Set(o.event.actor.clone()),
+            at: Set(at),
+            payload: Set(chain::canonical_string(&payload)),
+            evidence: Set(json_list(&evidence_hashes)),
+            prev_hash: Set(prev_hash.to_string()),
+            hash: Set(hash.clone()),
+        }
+        .insert(txn)
+        .await?;
+        for e in &o.event.evidence {
+            evidence::ActiveModel {
+                id: NotSet,
+                item_id: Set(item_id),
+                event_id: Set(ev.id),
+                sha256: Set(e.sha256.clone()),
+                size: Set(i64::try_from(e.size).unwrap_or(i64::MAX)),
+                original_name: Set(e.name.clone()),
+                created_at: Set(at),
+            }
+            .insert(txn)
+            .await?;
+        }
+        Ok((seq, hash))
+    }
+
+    pub async fn get_item(&self, id: ItemId) -> Result<Item> {
+        let m = self.get_item_model(id).await?;
+        to_item(&m)
+    }
+
+    async fn get_item_model(&self, id: ItemId) -> Result<item::Model> {
+        item::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "item",
+                key: id.to_string(),
+            })
+    }
+
+    pub async fn open_children(&self, id: ItemId) -> Result<u64> {
+        Ok(item::Entity::find()
+            .filter(item::Column::ParentId.eq(id))
+            .filter(
+                item::Column::State
+                    .is_not_in([ItemState::Closed.as_str(), ItemState::Cancelled.as_str()]),
+            )
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Copies evidence files into the content-addressed evidence folder. Done before the
+    /// transaction: a file stored for a command that then fails is harmless (same content, same
+    /// name) and is never referred to.
+    pub fn store_evidence(&self, files: &[PathBuf]) -> Result<Vec<EvidenceRef>> {
+        files
+            .iter()
+            .map(|f| evidence_files::store(&self.evidence_dir, f))
+            .collect()
+    }
+
+    /// Applies one command to one item in one transaction. A concurrent change to the same item
+    /// makes this fail with [`StoreError::Conflict`] and write nothing.
+    pub async fn apply(
+        &self,
+        id: ItemId,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<Item> {
+        let now = now_for_store(now);
+        let model = self.get_item_model(id).await?;
+        let current = to_item(&model)?;
+        match command {
+            Command::Assign {
+                lead_unit,
+                co_units,
+                ..
+            } => {
+                self.check_units(std::iter::once(lead_unit).chain(co_units.iter()))
+                    .await?
+            }
+            Command::Reassign { lead_unit, .. } => self.check_units([lead_unit]).await?,
+            Command::Cancel {
+                merged_into: Some(target),
+                ..
+            } if *target != id => {
+                self.get_item(*target).await.map_err(|e| match e {
+                    StoreError::NotFound { key, .. } => StoreError::NotFound {
+                        what: "merge target",
+                        key,
+                    },
+                    other => other,
+                })?;
+            }
+            _ => {}
+        }
+        let open_children = match command {
+            Command::Close { .. } | Command::Finish { .. } => self.open_children(id).await?,
+            _ => 0,
+        };
+        let ctx = Ctx {
+            now,
+            today,
+            open_children,
+        };
+        let outcome = rectify_engine::transition(&current, command, actor, &ctx)?;
+        failpoint_delay();
+
+        let txn = self.db.begin().await?;
+        // The version check comes first: it takes the write lock (SQLite) or the row lock
+        // (PostgreSQL) before anything else is read or written.
+        let seq = model.head_seq + 1;
+        let payload = stored_payload(&outcome);
+        let evidence_hashes: Vec<String> = outcome
+            .event
+            .evidence
+            .iter()
+            .map(|e| e.sha256.clone())
+            .collect();
+        let head_hash = ChainLink {
+            item_id: id,
+            seq,
+            kind: outcome.event.kind,
+            actor: &outcome.event.actor,
+            at: now,
+            payload: &payload,
+            evidence: &evidence_hashes,
+            prev_hash: &model.head_hash,
+        }
+        .hash();
+        let updated = item::Entity::update_many()
+            .set(item_columns(&outcome.item, seq, &head_hash))
+            .filter(item::Column::Id.eq(id))
+            .filter(item::Column::Version.eq(current.version))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(StoreError::Conflict { item: id });
+        }
+        let (_, written_hash) = self
+            .append_event(&txn, id, model.head_seq, &model.head_hash, &outcome)
+            .await?;
+        debug_assert_eq!(written_hash, head_hash);
+        self.record_extension(&txn, &current, &outcome, command, actor, now)
+            .await?;
+        txn.commit().await?;
+        Ok(outcome.item)
+    }
+
+    /// Keeps the extensions table (the office's list of requests and decisions) in step.
+    async fn record_extension(
+        &self,
+        txn: &DatabaseTransaction,
+        before: &Item,
+        outcome: &Outcome,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        match command {
+            Command::RequestExtension { .. } => {
+                if let Some(p) = &outcome.item.pending_extension {
+                    extension::ActiveModel {
+                        id: NotSet,
+                        item_id: Set(before.id),
+                        from_deadline: Set(before.deadline.map(|d| d.to_db()).unwrap_or_default()),
+                        requested_to: Set(p.to.format("%Y-%m-%d").to_string()),
+                        reason: Set(p.reason.clone()),
+                        requested_by: Set(p.requested_by.clone()),
+                        requested_at: Set(now),
+                        state: Set("pending".into()),
+                        decided_by: Set(None),
+                        decided_at: Set(None),
+                        note: Set(None),
+                    }
+                    .insert(txn)
+                    .await?;
+                }
+            }
+            _ => {
+                // Any command that clears a pending request decides it: approve, refuse, or a
+                // state change that makes it moot (reassign, cancel, close).
+                if before.pending_extension.is_some() && outcome.item.pending_extension.is_none() {
+                    let (state, note) = match command {
+                        Command::ApproveExtension { note } => ("approved", note.clone()),
+                        Command::RefuseExtension { note } => ("refused", note.clone()),
+                        _ => ("withdrawn", Some(outcome.event.kind.to_string())),
+                    };
+                    extension::Entity::update_many()
+                        .col_expr(extension::Column::State, Expr::value(state))
+                        .col_expr(
+                            extension::Column::DecidedBy,
+                            Expr::value(actor.name.clone()),
+                        )
+                        .col_expr(extension::Column::DecidedAt, Expr::value(now))
+                        .col_expr(extension::Column::Note, Expr::value(note))
+                        .filter(extension::Column::ItemId.eq(before.id))
+                        .filter(extension::Column::State.eq("pending"))
+                        .exec(txn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The item an extension request belongs to, if the request is still waiting.
+    pub async fn pending_extension_item(&self, ext_id: i64) -> Result<ItemId> {
+        let ext = extension::Entity::find_by_id(ext_id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "extension",
+                key: ext_id.to_string(),
+            })?;
+        if ext.state != "pending" {
+            return Err(StoreError::invalid(
+                format!("延期申请 {ext_id} 已处理(状态:{}),不能再次审批", ext.state),
+                format!(
+                    "extension request {ext_id} was already decided ({}); it cannot be decided again",
+                    ext.state
+                ),
+            ));
+        }
+        Ok(ext.item_id)
+    }
+
+    /// Extension requests of an item, newest first: (id, from, to, reason, state).
+    pub async fn extensions(&self, item_id: ItemId) -> Result<Vec<extension::Model>> {
+        Ok(extension::Entity::find()
+            .filter(extension::Column::ItemId.eq(item_id))
+            .order_by_desc(extension::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn list_items(&self, f: &ItemFilter) -> Result<Vec<Item>> {
+        let mut q = item::Entity::find();
+        if let Some(r) = &f.round {
+            q = q.filter(item::Column::RoundCode.eq(r.as_str()));
+        }
+        if let Some(u) = &f.unit {
+            q = q.filter(item::Column::LeadUnit.eq(u.as_str()));
+        }
+        if let Some(s) = f.state {
+            q = q.filter(item::Column::State.eq(s.as_str()));
+        }
+        if let Some(today) = f.overdue_on {
+            // Dates are stored as YYYY-MM-DD, which sorts as text; `long_term` never matches
+            // because only assigned and in-progress items with a date deadline are compared.
+            q = q
+                .filter(
+                    item::Column::State
+                        .is_in([ItemState::Assigned.as_str(), ItemState::InProgress.as_str()]),
+                )
+                .filter(item::Column::Deadline.ne("long_term"))
+                .filter(item::Column::Deadline.lt(today.format("%Y-%m-%d").to_string()));
+        }
+        q.order_by_asc(item::Column::Id)
+            .all(&self.db)
+            .await?
+            .iter()
+            .map(to_item)
+            .collect()
+    }
+
+    pub async fn history(&self, id: ItemId) -> Result<Vec<HistoryEntry>> {
+        self.get_item_model(id).await?;
+        let events = event::Entity::find()
+            .filter(event::Column::ItemId.eq(id))
+            .order_by_asc(event::Column::Seq)
+            .all(&self.db)
+            .await?;
+        let files = evidence::Entity::find()
+            .filter(evidence::Column::ItemId.eq(id))
+            .order_by_asc(evidence::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|e| HistoryEntry {
+                event_id: e.id,
+                seq: e.seq,
+                evidence: files
+                    .iter()
+                    .filter(|f| f.event_id == e.id)
+                    .map(|f| EvidenceRef {
+                        sha256: f.sha256.clone(),
+                        size: u64::try_from(f.size).unwrap_or(0),
+                        name: f.original_name.clone(),
+                    })
+                    .collect(),
+                payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
+                kind: e.kind,
+                actor: e.actor,
+                at: e.at,
+                hash: e.hash,
+            })
+            .collect())
+    }
+
+    /// Re-checks every item's event chain. Returns every break found; empty means intact.
+    pub async fn audit_verify(&self) -> Result<(u64, u64, Vec<AuditFinding>)> {
+        let items = item::Entity::find()
+            .order_by_asc(item::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut findings = Vec::new();
+        let mut events_checked = 0u64;
+        let mut known = std::collections::HashSet::new();
+        for it in &items {
+            known.insert(it.id);
+            let rows = event::Entity::find()
+                .filter(event::Column::ItemId.eq(it.id))
+                .order_by_asc(event::Column::Seq)
+                .order_by_asc(event::Column::Id)
+                .all(&self.db)
+                .await?;
+            events_checked += rows.len() as u64;
+            let links: Vec<StoredLink> = rows
+                .into_iter()
+                .map(|e| StoredLink {
+                    event_id: e.id,
+                    seq: e.seq,
+                    payload: serde_json::from_str(&e.payload)
+                        .unwrap_or(serde_json::Value::String(e.payload.clone())),
+                    evidence: parse_list(&e.evidence),
+                    kind: e.kind,
+                    actor: e.actor,
+                    at: e.at,
+                    prev_hash: e.prev_hash,
+                    hash: e.hash,
+                })
+                .collect();
+            for fault in chain::verify_chain(it.id, &links, it.head_seq, &it.head_hash) {
+                findings.push(AuditFinding {
+                    item_id: it.id,
+                    fault,
+                });
+            }
+        }
+        // Events whose item is gone: the item row was deleted behind the tool's back.
+        let orphans = event::Entity::find()
+            .filter(event::Column::ItemId.is_not_in(known.iter().copied().collect::<Vec<_>>()))
+            .all(&self.db)
+            .await;
+        // `NOT IN` with a huge list can hit parameter limits; fall back to a scan.
+        let orphans = match orphans {
+            Ok(o) => o,
+            Err(_) => event::Entity::find()
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .filter(|e| !known.contains(&e.item_id))
+                .collect(),
+        };
+        for e in orphans {
+            findings.push(AuditFinding {
+                item_id: e.item_id,
+                fault: ChainFault::HeadMismatch {
+                    head_seq: 0,
+                    last_seq: e.seq,
+                },
+            });
+        }
+        Ok((items.len() as u64, events_checked, findings))
+    }
+
+    /// Runs a raw statement; for tests that tamper with the database behind the tool's back.
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<u64> {
+        Ok(self.db.execute_unprepared(sql).await?.rows_affected())
+    }
+}
+
+fn unit_from(m: &unit::Model) -> Unit {
+    Unit {
+        code: m.code.clone(),
+        name: m.name.clone(),
+        parent: m.parent_code.clone(),
+        emails: parse_list(&m.emails),
+        leader: m.leader.clone(),
+        leader_email: m.leader_email.clone(),
+        aliases: parse_list(&m.aliases),
+    }
+}
+
+fn operator_from(m: &operator::Model) -> Result<Operator> {
+    Ok(Operator {
+        name: m.name.clone(),
+        role: parse_enum(&m.role, "role")?,
+        unit: m.unit_code.clone(),
+        email: m.email.clone(),
+    })
+}
+
+/// A plain check of an email address: one `@`, a local part, a dotted domain, no spaces or
+/// control characters (an address ends up in mail headers).
+pub fn check_email(addr: &str) -> Result<()> {
+    let ok = {
+        let a = addr.trim();
+        let mut parts = a.split('@');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(local), Some(domain), None) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !a
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+            }
+            _ => false,
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(
+            format!("“{addr}” 不是有效的电子邮件地址;请写成 name@example.gov.cn 的形式"),
+            format!("`{addr}` is not a valid email address; write it as name@example.gov.cn"),
+        ))
+    }
+}
+
+/// A test hook: `RECTIFY_FAILPOINT_DELAY_WRITE_MS` makes a command pause between deciding and
+/// writing, so tests can make two processes collide on one item deterministically.
+fn failpoint_delay() {
+    if let Ok(ms) = std::env::var("RECTIFY_FAILPOINT_DELAY_WRITE_MS")
+        && let Ok(ms) = ms.parse::<u64>()
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    }
+}
