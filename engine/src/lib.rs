@@ -7,12 +7,14 @@
 pub mod calendar;
 pub mod chain;
 pub mod lang;
+pub mod light;
 pub mod model;
 pub mod offset;
 pub mod text;
 pub mod transition;
 
 pub use lang::Lang;
+pub use light::{Light, LightPolicy};
 pub use model::{
     Actor, Cadence, Deadline, EvidenceRef, Item, ItemId, ItemState, NewItem, PendingExtension,
     Role, Source,
