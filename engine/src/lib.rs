@@ -10,6 +10,7 @@ pub mod lang;
 pub mod light;
 pub mod model;
 pub mod offset;
+pub mod remind;
 pub mod text;
 pub mod transition;
 

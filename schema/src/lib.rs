@@ -8,10 +8,12 @@ pub mod entity;
 pub mod error;
 pub mod evidence_files;
 pub mod migration;
+pub mod reminders;
 pub mod store;
 pub mod testing;
 
 pub use error::{ErrorClass, StoreError};
+pub use reminders::{Directory, NewMessage, Planner};
 pub use store::{
     AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,
 };

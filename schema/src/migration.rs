@@ -7,7 +7,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(M20261123_000001Init)]
+        vec![
+            Box::new(M20261123_000001Init),
+            Box::new(M20261123_000002Reminders),
+        ]
     }
 }
 
@@ -178,6 +181,110 @@ impl MigrationTrait for M20261123_000001Init {
                 .name("idx_extensions_item")
                 .table("extensions")
                 .col("item_id")
+                .to_owned(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261123_000002Reminders;
+
+impl MigrationName for M20261123_000002Reminders {
+    fn name(&self) -> &str {
+        "m20261123_000002_reminders"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261123_000002Reminders {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table("reminders")
+                .col(big_pk_auto("id"))
+                .col(big_integer("item_id"))
+                .col(string("kind"))
+                .col(big_integer("step"))
+                .col(big_integer("deadline_version"))
+                .col(string("send_on"))
+                .col(string("state"))
+                .col(text_null("reason"))
+                .col(big_integer_null("outbox_id"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone("updated_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("uq_reminders_key")
+                .table("reminders")
+                .col("item_id")
+                .col("kind")
+                .col("step")
+                .col("deadline_version")
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        // The dispatcher asks only for rows due now: a pass costs O(due), not O(items).
+        m.create_index(
+            Index::create()
+                .name("idx_reminders_due")
+                .table("reminders")
+                .col("state")
+                .col("send_on")
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_reminders_outbox")
+                .table("reminders")
+                .col("outbox_id")
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("outbox")
+                .col(big_pk_auto("id"))
+                .col(string_uniq("message_id"))
+                .col(string("kind"))
+                .col(string_null("unit_code"))
+                .col(text("to_addrs"))
+                .col(text("cc_addrs"))
+                .col(text("subject"))
+                .col(text("body_text"))
+                .col(text("body_html"))
+                .col(string("state"))
+                .col(big_integer("attempts"))
+                .col(timestamp_with_time_zone("next_attempt_at"))
+                .col(timestamp_with_time_zone_null("lease_until"))
+                .col(string_null("lease_token"))
+                .col(text_null("last_error"))
+                .col(timestamp_with_time_zone("created_at"))
+                .col(timestamp_with_time_zone_null("sent_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_outbox_ready")
+                .table("outbox")
+                .col("state")
+                .col("next_attempt_at")
+                .to_owned(),
+        )
+        .await?;
+        m.create_table(
+            Table::create()
+                .table("jobs")
+                .col(string("name").primary_key())
+                .col(timestamp_with_time_zone("last_fire"))
+                .col(string_null("claimed_by"))
                 .to_owned(),
         )
         .await?;

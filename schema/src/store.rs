@@ -6,6 +6,7 @@
 //! stale version into a conflict error, never a lost update.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -26,6 +27,7 @@ use crate::entity::{event, evidence, extension, item, operator, round, unit};
 use crate::error::StoreError;
 use crate::evidence_files;
 use crate::migration::Migrator;
+use crate::reminders::Planner;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -53,8 +55,9 @@ impl ConnectSettings {
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
     evidence_dir: PathBuf,
+    pub(crate) planner: Arc<Planner>,
 }
 
 /// A unit as shown and used by the CLI.
@@ -143,6 +146,11 @@ fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str, what: &str) -> Result
             "stored {what} `{s}` is not readable ({e}); the database was edited by hand"
         )))
     })
+}
+
+/// Reads a stored item row into the engine's item.
+pub fn to_item_pub(m: &item::Model) -> Result<Item> {
+    to_item(m)
 }
 
 fn to_item(m: &item::Model) -> Result<Item> {
@@ -276,7 +284,18 @@ impl Store {
         Ok(Store {
             db,
             evidence_dir: settings.evidence_dir.clone(),
+            planner: Arc::new(Planner::default()),
         })
+    }
+
+    /// Sets the reminder policy, calendar and time zone used to plan reminders.
+    pub fn with_planner(mut self, planner: Planner) -> Self {
+        self.planner = Arc::new(planner);
+        self
+    }
+
+    pub fn planner(&self) -> &Planner {
+        &self.planner
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -619,6 +638,7 @@ impl Store {
         let mut am = item_columns(&item, seq, &head);
         am.id = sea_orm::ActiveValue::Unchanged(item.id);
         am.update(txn).await?;
+        self.replan(txn, &item, ctx.today, ctx.now).await?;
         Ok(item)
     }
 
@@ -800,6 +820,7 @@ impl Store {
         debug_assert_eq!(written_hash, head_hash);
         self.record_extension(&txn, &current, &outcome, command, actor, now)
             .await?;
+        self.replan(&txn, &outcome.item, today, now).await?;
         txn.commit().await?;
         Ok(outcome.item)
     }

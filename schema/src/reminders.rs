@@ -1,0 +1,619 @@
+//! Reminder rows, the outbox and periodic-job claims: the store side of the scheduler.
+//!
+//! Planning is the engine's (`rectify_engine::remind::plan`); the store writes the plan as rows in
+//! the same transaction as the command that changed the item, and gives the dispatcher what it
+//! needs: the rows due now (by index), leases on outbox messages, fenced state changes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rectify_engine::calendar::WorkCalendar;
+use rectify_engine::remind::{self, DueReminder, ReminderKind, ReminderPolicy, SkipReason};
+use rectify_engine::{Item, ItemId};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+};
+
+use crate::entity::{item, job, operator, outbox, reminder};
+use crate::error::StoreError;
+use crate::store::{Result, Store, now_for_store};
+
+/// What the store needs to plan reminders: the policy, the work calendar and the time zone.
+#[derive(Clone, Debug)]
+pub struct Planner {
+    pub policy: ReminderPolicy,
+    pub calendar: Arc<WorkCalendar>,
+    pub tz: Tz,
+}
+
+impl Default for Planner {
+    fn default() -> Self {
+        Planner {
+            policy: ReminderPolicy::default(),
+            calendar: Arc::new(WorkCalendar::china()),
+            tz: chrono_tz::Asia::Shanghai,
+        }
+    }
+}
+
+impl Planner {
+    pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        at.with_timezone(&self.tz).date_naive()
+    }
+}
+
+/// A message ready to be queued.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub message_id: String,
+    pub kind: String,
+    pub unit_code: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+}
+
+/// Who to write to about a unit's items.
+#[derive(Clone, Debug, Default)]
+pub struct Directory {
+    pub units: HashMap<String, crate::Unit>,
+    /// Operator name → email.
+    pub operator_emails: HashMap<String, String>,
+    pub office_emails: Vec<String>,
+}
+
+impl Directory {
+    /// The responsible leader's email: an operator of that name, else the lead unit's leader
+    /// record when the names match (or the item names no leader).
+    pub fn leader_email(&self, item: &Item) -> Option<String> {
+        if let Some(name) = &item.leader
+            && let Some(e) = self.operator_emails.get(name)
+        {
+            return Some(e.clone());
+        }
+        let unit = self.units.get(item.lead_unit.as_deref()?)?;
+        match (&item.leader, &unit.leader) {
+            (Some(a), Some(b)) if a != b => None,
+            _ => unit.leader_email.clone(),
+        }
+    }
+
+    pub fn unit_emails(&self, code: &str) -> Vec<String> {
+        self.units
+            .get(code)
+            .map(|u| u.emails.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn unit_name(&self, code: &str) -> String {
+        self.units
+            .get(code)
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|| code.to_string())
+    }
+}
+
+fn date_str(d: NaiveDate) -> String {
+    d.format("%Y-%m-%d").to_string()
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+impl Store {
+    /// Writes `item`'s reminder plan for `today` inside `txn`: inserts the planned rows that do not
+    /// exist yet (the unique key makes this idempotent) and cancels pending rows the plan no
+    /// longer contains (an old deadline, a state that needs no reminders).
+    pub(crate) async fn replan(
+        &self,
+        txn: &DatabaseTransaction,
+        item: &Item,
+        today: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let p = &self.planner;
+        let planned = remind::plan(item, &p.policy, &p.calendar, today, &|t| p.local_date(t));
+        let pending = reminder::Entity::find()
+            .filter(reminder::Column::ItemId.eq(item.id))
+            .filter(reminder::Column::State.eq("pending"))
+            .all(txn)
+            .await?;
+        let keys: HashSet<(String, i64, i64)> = planned
+            .iter()
+            .map(|r| (r.kind.as_str().to_string(), r.step, r.deadline_version))
+            .collect();
+        let stale: Vec<i64> = pending
+            .iter()
+            .filter(|r| !keys.contains(&(r.kind.clone(), r.step, r.deadline_version)))
+            .map(|r| r.id)
+            .collect();
+        if !stale.is_empty() {
+            reminder::Entity::update_many()
+                .col_expr(reminder::Column::State, Expr::value("cancelled"))
+                .col_expr(reminder::Column::Reason, Expr::value("replanned"))
+                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                .filter(reminder::Column::Id.is_in(stale))
+                .exec(txn)
+                .await?;
+        }
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let rows = planned.iter().map(|r| reminder::ActiveModel {
+            id: NotSet,
+            item_id: Set(item.id),
+            kind: Set(r.kind.as_str().to_string()),
+            step: Set(r.step),
+            deadline_version: Set(r.deadline_version),
+            send_on: Set(date_str(r.send_on)),
+            state: Set("pending".into()),
+            reason: Set(None),
+            outbox_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        });
+        reminder::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([
+                    reminder::Column::ItemId,
+                    reminder::Column::Kind,
+                    reminder::Column::Step,
+                    reminder::Column::DeadlineVersion,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Re-plans items after a dispatcher pass (the next overdue repeat, one step ahead).
+    pub async fn replan_items(
+        &self,
+        ids: &[ItemId],
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = now_for_store(now);
+        for chunk in ids.chunks(500) {
+            let items = self.items_by_ids(chunk).await?;
+            let txn = self.db.begin().await?;
+            for it in items.values() {
+                self.replan(&txn, it, day, now).await?;
+            }
+            txn.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Pending reminders due on or before `today` (uses the (state, send_on) index).
+    pub async fn due_reminders(
+        &self,
+        today: NaiveDate,
+        limit: u64,
+    ) -> Result<Vec<(ItemId, DueReminder)>> {
+        let rows = reminder::Entity::find()
+            .filter(reminder::Column::State.eq("pending"))
+            .filter(reminder::Column::SendOn.lte(date_str(today)))
+            .order_by_asc(reminder::Column::SendOn)
+            .order_by_asc(reminder::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.item_id,
+                    DueReminder {
+                        id: r.id,
+                        kind: ReminderKind::parse(&r.kind)?,
+                        step: r.step,
+                        send_on: parse_date(&r.send_on)?,
+                        deadline_version: r.deadline_version,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// How many reminders are pending (the queue depth).
+    pub async fn pending_reminders(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(reminder::Entity::find()
+            .filter(reminder::Column::State.eq("pending"))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// The earliest date a pending reminder is due, for the scheduler's sleep.
+    pub async fn next_reminder_date(&self) -> Result<Option<NaiveDate>> {
+        let r = reminder::Entity::find()
+            .filter(reminder::Column::State.eq("pending"))
+            .order_by_asc(reminder::Column::SendOn)
+            .one(&self.db)
+            .await?;
+        Ok(r.and_then(|r| parse_date(&r.send_on)))
+    }
+
+    pub async fn items_by_ids(&self, ids: &[ItemId]) -> Result<HashMap<ItemId, Item>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            for m in item::Entity::find()
+                .filter(item::Column::Id.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?
+            {
+                out.insert(m.id, crate::store::to_item_pub(&m)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Units, operators' emails and the office's emails.
+    pub async fn directory(&self) -> Result<Directory> {
+        let units = self.list_units().await?;
+        let ops = operator::Entity::find().all(&self.db).await?;
+        let mut d = Directory {
+            units: units.into_iter().map(|u| (u.code.clone(), u)).collect(),
+            ..Default::default()
+        };
+        for o in ops {
+            if let Some(e) = &o.email {
+                d.operator_emails.insert(o.name.clone(), e.clone());
+                if o.role == "admin" {
+                    d.office_emails.push(e.clone());
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    pub async fn skip_reminders(
+        &self,
+        skips: &[(i64, SkipReason)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let now = now_for_store(now);
+        let mut by_reason: HashMap<&'static str, Vec<i64>> = HashMap::new();
+        for (id, why) in skips {
+            by_reason.entry(why.as_str()).or_default().push(*id);
+        }
+        for (why, ids) in by_reason {
+            for chunk in ids.chunks(500) {
+                reminder::Entity::update_many()
+                    .col_expr(reminder::Column::State, Expr::value("skipped"))
+                    .col_expr(reminder::Column::Reason, Expr::value(why))
+                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                    .filter(reminder::Column::Id.is_in(chunk.to_vec()))
+                    .filter(reminder::Column::State.eq("pending"))
+                    .exec(&self.db)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues one message and marks its reminder rows queued, in one transaction. Queuing the
+    /// same message twice (same Message-ID) is a no-op, so a re-run pass cannot duplicate it.
+    pub async fn queue_message(
+        &self,
+        msg: &NewMessage,
+        reminder_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let now = now_for_store(now);
+        let txn = self.db.begin().await?;
+        let existing = outbox::Entity::find()
+            .filter(outbox::Column::MessageId.eq(msg.message_id.as_str()))
+            .one(&txn)
+            .await?;
+        let id = match existing {
+            Some(m) => m.id,
+            None => {
+                outbox::ActiveModel {
+                    id: NotSet,
+                    message_id: Set(msg.message_id.clone()),
+                    kind: Set(msg.kind.clone()),
+                    unit_code: Set(msg.unit_code.clone()),
+                    to_addrs: Set(serde_json::to_string(&msg.to).unwrap_or_default()),
+                    cc_addrs: Set(serde_json::to_string(&msg.cc).unwrap_or_default()),
+                    subject: Set(msg.subject.clone()),
+                    body_text: Set(msg.body_text.clone()),
+                    body_html: Set(msg.body_html.clone()),
+                    state: Set("pending".into()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    lease_until: Set(None),
+                    lease_token: Set(None),
+                    last_error: Set(None),
+                    created_at: Set(now),
+                    sent_at: Set(None),
+                }
+                .insert(&txn)
+                .await?
+                .id
+            }
+        };
+        for chunk in reminder_ids.chunks(500) {
+            reminder::Entity::update_many()
+                .col_expr(reminder::Column::State, Expr::value("queued"))
+                .col_expr(reminder::Column::OutboxId, Expr::value(id))
+                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                .filter(reminder::Column::Id.is_in(chunk.to_vec()))
+                .filter(reminder::Column::State.eq("pending"))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// Claims up to `limit` messages ready to send (or whose lease expired: their instance died)
+    /// with a lease until `lease_until`, fenced by `token`. PostgreSQL uses
+    /// `FOR UPDATE SKIP LOCKED` so instances never claim the same row; SQLite has one writer.
+    pub async fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        token: &str,
+        limit: u64,
+    ) -> Result<Vec<outbox::Model>> {
+        let now = now_for_store(now);
+        let backend = self.backend();
+        let lock = if backend == DbBackend::Postgres {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let p = |n: usize| match backend {
+            DbBackend::Postgres => format!("${n}"),
+            _ => "?".to_string(),
+        };
+        let sql = format!(
+            "UPDATE outbox SET state = 'sending', lease_until = {}, lease_token = {}, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE (state = 'pending' AND next_attempt_at <= {}) \
+             OR (state = 'sending' AND lease_until < {}) ORDER BY id LIMIT {}{lock}) RETURNING *",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5)
+        );
+        let stmt = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                now_for_store(lease_until).into(),
+                token.into(),
+                now.into(),
+                now.into(),
+                (limit as i64).into(),
+            ],
+        );
+        let mut rows = outbox::Entity::find()
+            .from_raw_sql(stmt)
+            .all(&self.db)
+            .await?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    /// Marks a message sent, only if our lease still holds (a stale instance cannot overwrite a
+    /// newer claim). Its reminders become sent in the same transaction.
+    pub async fn mark_sent(&self, id: i64, token: &str, now: DateTime<Utc>) -> Result<bool> {
+        let now = now_for_store(now);
+        let txn = self.db.begin().await?;
+        let r = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("sent"))
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::LeaseToken.eq(token))
+            .filter(outbox::Column::State.eq("sending"))
+            .exec(&txn)
+            .await?;
+        if r.rows_affected == 1 {
+            reminder::Entity::update_many()
+                .col_expr(reminder::Column::State, Expr::value("sent"))
+                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                .filter(reminder::Column::OutboxId.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// A transient failure: back to pending, to be tried again at `next_attempt_at`.
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        token: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        let r = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("pending"))
+            .col_expr(
+                outbox::Column::NextAttemptAt,
+                Expr::value(now_for_store(next_attempt_at)),
+            )
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::LeaseToken.eq(token))
+            .filter(outbox::Column::State.eq("sending"))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// A permanent failure: kept as failed, listed for the office, retried only by hand.
+    pub async fn mark_failed(&self, id: i64, token: &str, error: &str) -> Result<bool> {
+        let r = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("failed"))
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(outbox::Column::LastError, Expr::value(error))
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::LeaseToken.eq(token))
+            .filter(outbox::Column::State.eq("sending"))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Gives back the leases of messages claimed with `token` and not finished (on shutdown).
+    pub async fn release_leases(&self, token: &str) -> Result<u64> {
+        let r = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("pending"))
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(outbox::Column::LeaseToken.eq(token))
+            .filter(outbox::Column::State.eq("sending"))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected)
+    }
+
+    pub async fn list_outbox(&self, state: Option<&str>) -> Result<Vec<outbox::Model>> {
+        let mut q = outbox::Entity::find();
+        if let Some(s) = state {
+            q = q.filter(outbox::Column::State.eq(s));
+        }
+        Ok(q.order_by_asc(outbox::Column::Id).all(&self.db).await?)
+    }
+
+    /// Puts a failed message back in the queue.
+    pub async fn retry_outbox(&self, id: i64, now: DateTime<Utc>) -> Result<()> {
+        let m = outbox::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: "message",
+                key: id.to_string(),
+            })?;
+        if m.state != "failed" {
+            return Err(StoreError::invalid(
+                format!(
+                    "邮件 {id} 的状态是 {},只有发送失败(failed)的邮件可以重试",
+                    m.state
+                ),
+                format!(
+                    "message {id} is {}; only failed messages can be retried",
+                    m.state
+                ),
+            ));
+        }
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("pending"))
+            .col_expr(
+                outbox::Column::NextAttemptAt,
+                Expr::value(now_for_store(now)),
+            )
+            .col_expr(outbox::Column::Attempts, Expr::value(0))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// When the next queued message may be tried, for the scheduler's sleep.
+    pub async fn next_outbox_attempt(&self) -> Result<Option<DateTime<Utc>>> {
+        let r = outbox::Entity::find()
+            .filter(outbox::Column::State.eq("pending"))
+            .order_by_asc(outbox::Column::NextAttemptAt)
+            .one(&self.db)
+            .await?;
+        Ok(r.map(|r| r.next_attempt_at))
+    }
+
+    /// Sent reminders of an item, oldest first: (kind, step, send_on, sent_at) for notices.
+    pub async fn reminder_history(&self, item_id: ItemId) -> Result<Vec<reminder::Model>> {
+        Ok(reminder::Entity::find()
+            .filter(reminder::Column::ItemId.eq(item_id))
+            .filter(reminder::Column::State.is_in(["sent", "queued"]))
+            .order_by_asc(reminder::Column::SendOn)
+            .order_by_asc(reminder::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Makes sure a job has a row; a new row counts as fired at `fire` (no catch-up on the very
+    /// first start).
+    pub async fn ensure_job(&self, name: &str, fire: DateTime<Utc>) -> Result<()> {
+        let backend = self.backend();
+        let (a, b) = match backend {
+            DbBackend::Postgres => ("$1", "$2"),
+            _ => ("?", "?"),
+        };
+        let sql = format!(
+            "INSERT INTO jobs (name, last_fire, claimed_by) VALUES ({a}, {b}, NULL) ON CONFLICT (name) DO NOTHING"
+        );
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [name.into(), now_for_store(fire).into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Claims the fire of `name` at `fire` for `instance`: true for exactly one caller, however
+    /// many instances try (one conditional upsert, no leader).
+    pub async fn claim_job(&self, name: &str, fire: DateTime<Utc>, instance: &str) -> Result<bool> {
+        let backend = self.backend();
+        let ph: Vec<String> = (1..=3)
+            .map(|n| match backend {
+                DbBackend::Postgres => format!("${n}"),
+                _ => "?".to_string(),
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (name, last_fire, claimed_by) VALUES ({}, {}, {}) \
+             ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire, claimed_by = excluded.claimed_by \
+             WHERE jobs.last_fire < excluded.last_fire",
+            ph[0], ph[1], ph[2]
+        );
+        let r = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [name.into(), now_for_store(fire).into(), instance.into()],
+            ))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn job_last_fire(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(job::Entity::find_by_id(name.to_string())
+            .one(&self.db)
+            .await?
+            .map(|j| j.last_fire))
+    }
+}
