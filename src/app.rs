@@ -139,6 +139,15 @@ impl App {
         Ok(store)
     }
 
+    /// Opens the database with the reminder planner of this configuration: every command that
+    /// changes an item re-plans its reminders in the same transaction.
+    pub async fn open_planned(&self) -> CliResult<Store> {
+        Ok(self
+            .open()
+            .await?
+            .with_planner(crate::remind_cmd::planner(self)))
+    }
+
     /// The acting operator: `--as`, else `RECTIFY_OPERATOR`, else the only admin if there is
     /// exactly one.
     pub async fn actor(&self, store: &Store) -> CliResult<Actor> {

@@ -158,6 +158,18 @@ pub enum Cmd {
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Run the scheduler and the mail dispatcher until SIGINT/SIGTERM.
+    Serve {
+        /// Log format: human (default) or json.
+        #[arg(long = "log-format", value_name = "human|json")]
+        log_format: Option<String>,
+    },
+    /// Reminder passes by hand (for tests, and offices that use system cron).
+    #[command(subcommand)]
+    Remind(RemindCmd),
+    /// The mail outbox.
+    #[command(subcommand)]
+    Outbox(OutboxCmd),
     /// Build a demo database in a folder of its own and walk items through their life.
     Demo {
         /// Folder for the demo (default: ./rectify-demo). An earlier demo there is replaced.
@@ -282,6 +294,9 @@ pub enum ItemCmd {
         /// Only items past their deadline that are still with the unit.
         #[arg(long)]
         overdue: bool,
+        /// Only items with this traffic light.
+        #[arg(long, value_name = "red|yellow|green")]
+        light: Option<String>,
     },
     /// Show one item.
     Show { id: i64 },
@@ -325,4 +340,30 @@ pub enum ConfigCmd {
     Show,
     /// Print a complete example configuration file.
     Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RemindCmd {
+    /// Print what a pass at that time would send, without sending or writing anything.
+    Preview {
+        /// The moment of the pass (RFC 3339); default now (or RECTIFY_NOW).
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+    /// Run one pass: queue the reminders due, then deliver the outbox.
+    Run {
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutboxCmd {
+    /// List messages, optionally by state (pending, sending, sent, failed).
+    List {
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+    },
+    /// Put a failed message back in the queue.
+    Retry { id: i64 },
 }

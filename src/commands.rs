@@ -117,7 +117,7 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
                     (ext_id, Command::RefuseExtension { note })
                 }
             };
-            let store = app.open().await?;
+            let store = app.open_planned().await?;
             let id = store.pending_extension_item(ext_id).await.lang(app.lang)?;
             apply_and_print(app, &store, id, cmd, &[]).await
         }
@@ -164,6 +164,9 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             print!("{}", rectify_config::EXAMPLE_TOML);
             Ok(())
         }
+        Cmd::Serve { log_format } => crate::remind_cmd::serve(app, log_format).await,
+        Cmd::Remind(c) => crate::remind_cmd::remind(app, c).await,
+        Cmd::Outbox(c) => crate::remind_cmd::outbox(app, c).await,
         Cmd::Demo { dir } => crate::demo::run(app, dir).await,
     }
 }
@@ -186,9 +189,27 @@ fn deadline(lang: Lang, due: Option<&str>, long_term: bool) -> CliResult<Option<
     }
 }
 
+/// The traffic light of each item today.
+pub fn lights_of(app: &App, items: &[Item]) -> Vec<Option<rectify_engine::Light>> {
+    let cal = calendar_for(app);
+    let policy = crate::remind_cmd::light_policy(app);
+    let tz = app.tz;
+    let today = app.today();
+    items
+        .iter()
+        .map(|i| {
+            rectify_engine::light::light(i, today, &cal, &policy, &|t| {
+                t.with_timezone(&tz).date_naive()
+            })
+        })
+        .collect()
+}
+
 fn print_item(app: &App, item: &Item) {
     if app.json() {
-        println!("{}", output::item_json(item));
+        let mut v = output::item_json(item);
+        v["light"] = json!(lights_of(app, std::slice::from_ref(item))[0].map(|l| l.as_str()));
+        println!("{v}");
     } else {
         print!("{}", output::item_detail(item, app.lang, app.tz));
     }
@@ -510,7 +531,7 @@ async fn item(app: &App, c: ItemCmd) -> CliResult {
             due,
         } => {
             let deadline = deadline(app.lang, due.due.as_deref(), due.long_term)?;
-            let store = app.open().await?;
+            let store = app.open_planned().await?;
             let actor = app.actor(&store).await?;
             let item = store
                 .create_item(
@@ -537,7 +558,12 @@ async fn item(app: &App, c: ItemCmd) -> CliResult {
             unit,
             state,
             overdue,
+            light,
         } => {
+            let want: Option<rectify_engine::Light> = match light {
+                Some(l) => Some(l.parse().map_err(|e: String| CliError::bad_input(e))?),
+                None => None,
+            };
             let state: Option<ItemState> = match state {
                 Some(s) => Some(s.parse().map_err(|e: String| CliError::bad_input(e))?),
                 None => None,
@@ -552,11 +578,25 @@ async fn item(app: &App, c: ItemCmd) -> CliResult {
                 })
                 .await
                 .lang(app.lang)?;
+            let lights = lights_of(app, &items);
+            let (items, lights): (Vec<Item>, Vec<_>) = items
+                .into_iter()
+                .zip(lights)
+                .filter(|(_, l)| want.is_none() || *l == want)
+                .unzip();
             if app.json() {
-                let v: Vec<_> = items.iter().map(output::item_json).collect();
+                let v: Vec<_> = items
+                    .iter()
+                    .zip(&lights)
+                    .map(|(i, l)| {
+                        let mut v = output::item_json(i);
+                        v["light"] = json!(l.map(|l| l.as_str()));
+                        v
+                    })
+                    .collect();
                 println!("{}", serde_json::Value::Array(v));
             } else {
-                print!("{}", output::items_table(&items, app.lang));
+                print!("{}", output::items_table(&items, &lights, app.lang));
             }
         }
         ItemCmd::Show { id } => {

@@ -482,7 +482,8 @@ pub async fn run(app: &App, dir: Option<PathBuf>) -> CliResult {
         .lang(lang)?;
     store.close().await.lang(lang)?;
 
-    print!("{}", output::items_table(&items, lang));
+    let lights = crate::commands::lights_of(app, &items);
+    print!("{}", output::items_table(&items, &lights, lang));
     let db = db_path.display();
     match lang {
         Lang::Zh => {

@@ -6,6 +6,7 @@ mod commands;
 mod demo;
 mod error;
 mod output;
+mod remind_cmd;
 
 use clap::Parser;
 

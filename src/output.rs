@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rectify_engine::{Item, Lang};
+use rectify_engine::{Item, Lang, Light};
 use rectify_schema::HistoryEntry;
 use serde_json::{Value, json};
 use unicode_width::UnicodeWidthStr;
@@ -115,7 +115,7 @@ pub fn item_json(i: &Item) -> Value {
     })
 }
 
-pub fn items_table(items: &[Item], lang: Lang) -> String {
+pub fn items_table(items: &[Item], lights: &[Option<Light>], lang: Lang) -> String {
     let mut t = Table::new(&[
         "ID",
         lang.pick("编号", "No."),
@@ -123,9 +123,10 @@ pub fn items_table(items: &[Item], lang: Lang) -> String {
         lang.pick("状态", "State"),
         lang.pick("牵头单位", "Lead unit"),
         lang.pick("完成时限", "Due"),
+        lang.pick("亮灯", "Light"),
         lang.pick("版本", "Ver"),
     ]);
-    for i in items {
+    for (n, i) in items.iter().enumerate() {
         t.row(vec![
             i.id.to_string(),
             i.number.clone(),
@@ -134,6 +135,12 @@ pub fn items_table(items: &[Item], lang: Lang) -> String {
             i.lead_unit.clone().unwrap_or_else(|| "-".into()),
             i.deadline
                 .map(|d| d.label(lang))
+                .unwrap_or_else(|| "-".into()),
+            lights
+                .get(n)
+                .copied()
+                .flatten()
+                .map(|l| l.label(lang).to_string())
                 .unwrap_or_else(|| "-".into()),
             i.version.to_string(),
         ]);

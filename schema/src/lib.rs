@@ -12,6 +12,8 @@ pub mod reminders;
 pub mod store;
 pub mod testing;
 
+pub use sea_orm;
+
 pub use error::{ErrorClass, StoreError};
 pub use reminders::{Directory, NewMessage, Planner};
 pub use store::{

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rectify_engine::calendar::WorkCalendar;
-use rectify_engine::remind::{self, DueReminder, ReminderKind, ReminderPolicy, SkipReason};
+use rectify_engine::remind::{self, DueReminder, ReminderKind, ReminderPolicy};
 use rectify_engine::{Item, ItemId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -277,15 +277,11 @@ impl Store {
         Ok(d)
     }
 
-    pub async fn skip_reminders(
-        &self,
-        skips: &[(i64, SkipReason)],
-        now: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn skip_reminders(&self, skips: &[(i64, &str)], now: DateTime<Utc>) -> Result<()> {
         let now = now_for_store(now);
-        let mut by_reason: HashMap<&'static str, Vec<i64>> = HashMap::new();
+        let mut by_reason: HashMap<&str, Vec<i64>> = HashMap::new();
         for (id, why) in skips {
-            by_reason.entry(why.as_str()).or_default().push(*id);
+            by_reason.entry(*why).or_default().push(*id);
         }
         for (why, ids) in by_reason {
             for chunk in ids.chunks(500) {

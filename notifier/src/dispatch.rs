@@ -1,0 +1,491 @@
+//! The dispatcher: a pass turns the reminder rows due now into one digest per unit (and a
+//! supervision notice per escalated item) in the outbox; delivery sends outbox messages with a
+//! lease, outside any transaction, and records the outcome fenced by the lease token.
+//!
+//! Architecture invariant: nothing is sent inside a database transaction, and nothing is marked
+//! sent before the transport accepted it. A crash between the two resends the message with the
+//! same Message-ID (a detectable duplicate), never loses it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+use futures::StreamExt;
+use rectify_engine::calendar::WorkCalendar;
+use rectify_engine::light::{Light, LightPolicy, light};
+use rectify_engine::remind::{self, Cc, ReminderKind, ReminderPolicy};
+use rectify_engine::{Deadline, Item, ItemId, Lang};
+use rectify_schema::{Directory, NewMessage, Store, StoreError};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::mail::{Mailer, OutgoingMail, SendError};
+use crate::render::Renderer;
+
+/// Plain values the dispatcher needs, handed down from the configuration.
+#[derive(Clone, Debug)]
+pub struct DispatchConfig {
+    pub lang: Lang,
+    pub tz: Tz,
+    pub from: String,
+    /// Local time window for sending reminders, on working days only.
+    pub window: (NaiveTime, NaiveTime),
+    pub policy: ReminderPolicy,
+    pub light: LightPolicy,
+    pub calendar: Arc<WorkCalendar>,
+    /// How long a claimed message stays ours before another instance may take it over.
+    pub lease: Duration,
+    pub max_connections: usize,
+    /// Names this process in claims and logs.
+    pub instance: String,
+    /// The office's name, signing the emails.
+    pub sender: String,
+}
+
+/// What a pass did or (in a preview) would do.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    pub messages: Vec<NewMessage>,
+    pub reminders_queued: usize,
+    pub skipped: Vec<(i64, &'static str)>,
+    /// Why nothing was queued, when the pass did not run (outside the send window…).
+    pub not_run: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+pub struct Dispatcher {
+    pub store: Store,
+    pub mailer: Mailer,
+    pub cfg: DispatchConfig,
+    pub(crate) renderer: Renderer,
+}
+
+/// A stable Message-ID from what the message contains.
+pub fn message_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    format!("<{}@rectify.local>", &hex::encode(h.finalize())[..40])
+}
+
+/// Retry delay after `attempts` failed attempts: 30 s doubling, at most an hour.
+pub fn backoff(attempts: i64) -> Duration {
+    let n = attempts.clamp(1, 20) as u32 - 1;
+    Duration::from_secs((30u64 << n.min(7)).min(3600))
+}
+
+fn dedup(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|x| seen.insert(x.to_ascii_lowercase()));
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, mailer: Mailer, cfg: DispatchConfig) -> Self {
+        let renderer = Renderer::new(cfg.lang);
+        Dispatcher {
+            store,
+            mailer,
+            cfg,
+            renderer,
+        }
+    }
+
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.cfg.tz).date_naive()
+    }
+
+    /// Whether `now` is inside the send window on a working day; if not, why.
+    pub fn window_check(&self, now: DateTime<Utc>) -> Result<(), String> {
+        let local = now.with_timezone(&self.cfg.tz);
+        let l = self.cfg.lang;
+        if !self.cfg.calendar.is_working_day(local.date_naive()) {
+            return Err(l
+                .pick(
+                    "今天不是工作日,不发送提醒",
+                    "not a working day: no reminders are sent",
+                )
+                .to_string());
+        }
+        let t = local.time();
+        let (a, b) = self.cfg.window;
+        if t < a || t >= b {
+            return Err(match l {
+                Lang::Zh => format!(
+                    "当前时间 {} 不在发送时段 {}-{} 内",
+                    t.format("%H:%M"),
+                    a.format("%H:%M"),
+                    b.format("%H:%M")
+                ),
+                Lang::En => format!(
+                    "{} is outside the send window {}-{}",
+                    t.format("%H:%M"),
+                    a.format("%H:%M"),
+                    b.format("%H:%M")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn days_text(&self, item: &Item, today: NaiveDate) -> String {
+        let l = self.cfg.lang;
+        match item.deadline {
+            Some(Deadline::Date(due)) => {
+                let cal = &self.cfg.calendar;
+                if today > due {
+                    let n = cal.working_days_between(due, today).max(1);
+                    match l {
+                        Lang::Zh => format!("已逾期 {n} 个工作日"),
+                        Lang::En => format!("{n} working day(s) overdue"),
+                    }
+                } else if today == due {
+                    l.pick("今日到期", "due today").to_string()
+                } else {
+                    let n = cal.working_days_between(today, due);
+                    match l {
+                        Lang::Zh => format!("剩余 {n} 个工作日"),
+                        Lang::En => format!("{n} working day(s) left"),
+                    }
+                }
+            }
+            Some(Deadline::LongTerm) => l.pick("定期报送进展", "periodic reports").to_string(),
+            None => "-".to_string(),
+        }
+    }
+
+    fn light_of(&self, item: &Item, today: NaiveDate) -> Option<Light> {
+        let tz = self.cfg.tz;
+        light(item, today, &self.cfg.calendar, &self.cfg.light, &|t| {
+            t.with_timezone(&tz).date_naive()
+        })
+    }
+
+    /// The template context of one item.
+    pub fn item_ctx(
+        &self,
+        item: &Item,
+        kind: Option<ReminderKind>,
+        rounds: &HashMap<String, String>,
+        today: NaiveDate,
+    ) -> Value {
+        let l = self.cfg.lang;
+        let lt = self.light_of(item, today);
+        json!({
+            "id": item.id,
+            "kind": kind.map(|k| k.label(l)).unwrap_or(""),
+            "round": rounds.get(&item.round).cloned().unwrap_or_else(|| item.round.clone()),
+            "number": item.number,
+            "title": item.title,
+            "due": item.deadline.map(|d| d.label(l)).unwrap_or_else(|| "-".into()),
+            "days": self.days_text(item, today),
+            "light": lt.map(|x| x.label(l)).unwrap_or("-"),
+            "color": match lt { Some(Light::Red) => "red", Some(Light::Yellow) => "orange", Some(Light::Green) => "green", None => "gray" },
+            "progress": item.last_progress.clone().unwrap_or_else(|| "-".into()),
+            "leader": item.leader.clone().unwrap_or_else(|| "-".into()),
+        })
+    }
+
+    async fn round_titles(&self) -> Result<HashMap<String, String>, StoreError> {
+        Ok(self
+            .store
+            .list_rounds()
+            .await?
+            .into_iter()
+            .map(|r| (r.code, r.title))
+            .collect())
+    }
+
+    /// Decides and (unless `dry_run`) queues what is due at `now`.
+    pub async fn plan_pass(
+        &self,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<PassReport, StoreError> {
+        let mut report = PassReport::default();
+        if let Err(why) = self.window_check(now) {
+            report.not_run = Some(why);
+            return Ok(report);
+        }
+        let today = self.today(now);
+        let due = self.store.due_reminders(today, 200_000).await?;
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let mut by_item: BTreeMap<ItemId, Vec<remind::DueReminder>> = BTreeMap::new();
+        for (item, r) in due {
+            by_item.entry(item).or_default().push(r);
+        }
+        let ids: Vec<ItemId> = by_item.keys().copied().collect();
+        let items = self.store.items_by_ids(&ids).await?;
+        let dir = self.store.directory().await?;
+        let rounds = self.round_titles().await?;
+
+        // Per item: the one reminder to send, and why the others are skipped.
+        let mut chosen: Vec<(Item, remind::DueReminder)> = Vec::new();
+        for (id, rows) in &by_item {
+            let Some(item) = items.get(id) else {
+                report
+                    .skipped
+                    .extend(rows.iter().map(|r| (r.id, "item_missing")));
+                continue;
+            };
+            let (send, skipped) = remind::choose(rows, item, today);
+            report
+                .skipped
+                .extend(skipped.iter().map(|(id, why)| (*id, why.as_str())));
+            if let Some(sid) = send
+                && let Some(r) = rows.iter().find(|r| r.id == sid)
+            {
+                // Every other due row of the item was skipped above; this one goes out.
+                chosen.push((item.clone(), r.clone()));
+            }
+        }
+
+        // Supervision notices: one per item, a distinct template and subject.
+        let mut digests: BTreeMap<String, Vec<(Item, remind::DueReminder)>> = BTreeMap::new();
+        let mut planned: Vec<(NewMessage, Vec<i64>)> = Vec::new();
+        for (item, r) in chosen {
+            let Some(unit) = item.lead_unit.clone() else {
+                report.skipped.push((r.id, "no_lead_unit"));
+                continue;
+            };
+            if dir.unit_emails(&unit).is_empty() {
+                report.skipped.push((r.id, "unit_has_no_email"));
+                continue;
+            }
+            let step = (r.kind == ReminderKind::Escalation)
+                .then(|| self.cfg.policy.escalate.get(r.step as usize))
+                .flatten();
+            if step.is_some_and(|s| s.notice) {
+                planned.push((
+                    self.notice(&item, &r, &dir, &rounds, today).await?,
+                    vec![r.id],
+                ));
+            } else {
+                digests.entry(unit).or_default().push((item, r));
+            }
+        }
+        for (unit, rows) in digests {
+            let ids: Vec<i64> = rows.iter().map(|(_, r)| r.id).collect();
+            planned.push((self.digest(&unit, &rows, &dir, &rounds, today)?, ids));
+        }
+
+        if !dry_run {
+            self.store.skip_reminders(&report.skipped, now).await?;
+            for (msg, ids) in &planned {
+                self.store.queue_message(msg, ids, now).await?;
+                report.reminders_queued += ids.len();
+            }
+            // Plan the next overdue repeat (one step ahead) of every item touched.
+            let tomorrow = today.succ_opt().unwrap_or(today);
+            self.store.replan_items(&ids, tomorrow, now).await?;
+        } else {
+            report.reminders_queued = planned.iter().map(|(_, ids)| ids.len()).sum();
+        }
+        report.messages = planned.into_iter().map(|(m, _)| m).collect();
+        Ok(report)
+    }
+
+    fn cc_for(&self, item: &Item, kind: ReminderKind, step: i64, dir: &Directory) -> Vec<String> {
+        let mut cc = Vec::new();
+        if kind.copies_cooperating_units() {
+            for u in &item.co_units {
+                cc.extend(dir.unit_emails(u));
+            }
+        }
+        if kind == ReminderKind::Escalation
+            && let Some(s) = self.cfg.policy.escalate.get(step as usize)
+        {
+            for c in &s.cc {
+                match c {
+                    Cc::Leader => cc.extend(dir.leader_email(item)),
+                    Cc::Office => cc.extend(dir.office_emails.iter().cloned()),
+                }
+            }
+        }
+        cc
+    }
+
+    fn digest(
+        &self,
+        unit: &str,
+        rows: &[(Item, remind::DueReminder)],
+        dir: &Directory,
+        rounds: &HashMap<String, String>,
+        today: NaiveDate,
+    ) -> Result<NewMessage, StoreError> {
+        let l = self.cfg.lang;
+        let to = dir.unit_emails(unit);
+        let mut cc = Vec::new();
+        let mut items = Vec::new();
+        let mut key_parts: Vec<String> = vec!["digest".into(), unit.into()];
+        for (item, r) in rows {
+            cc.extend(self.cc_for(item, r.kind, r.step, dir));
+            items.push(self.item_ctx(item, Some(r.kind), rounds, today));
+            key_parts.push(r.id.to_string());
+        }
+        dedup(&mut cc);
+        cc.retain(|c| !to.iter().any(|t| t.eq_ignore_ascii_case(c)));
+        let unit_name = dir.unit_name(unit);
+        let ctx = json!({ "unit": unit_name, "today": today.to_string(), "items": items, "sender": self.cfg.sender });
+        let (text, html) = self.renderer.digest(&ctx).map_err(render_err)?;
+        let subject = match l {
+            Lang::Zh => format!(
+                "【整改提醒】{unit_name}:{} 项整改事项需关注({today})",
+                rows.len()
+            ),
+            Lang::En => format!(
+                "[Rectification] {unit_name}: {} item(s) need attention ({today})",
+                rows.len()
+            ),
+        };
+        let parts: Vec<&str> = key_parts.iter().map(String::as_str).collect();
+        Ok(NewMessage {
+            message_id: message_id(&parts),
+            kind: "digest".into(),
+            unit_code: Some(unit.to_string()),
+            to,
+            cc,
+            subject,
+            body_text: text,
+            body_html: html,
+        })
+    }
+
+    async fn notice(
+        &self,
+        item: &Item,
+        r: &remind::DueReminder,
+        dir: &Directory,
+        rounds: &HashMap<String, String>,
+        today: NaiveDate,
+    ) -> Result<NewMessage, StoreError> {
+        let l = self.cfg.lang;
+        let unit = item.lead_unit.clone().unwrap_or_default();
+        let to = dir.unit_emails(&unit);
+        let mut cc = self.cc_for(item, r.kind, r.step, dir);
+        dedup(&mut cc);
+        cc.retain(|c| !to.iter().any(|t| t.eq_ignore_ascii_case(c)));
+        let history: Vec<Value> = self
+            .store
+            .reminder_history(item.id)
+            .await?
+            .iter()
+            .map(|h| {
+                json!({
+                    "date": h.send_on,
+                    "kind": ReminderKind::parse(&h.kind).map(|k| k.label(l)).unwrap_or(""),
+                })
+            })
+            .collect();
+        let mut ctx = self.item_ctx(item, Some(r.kind), rounds, today);
+        ctx["unit"] = dir.unit_name(&unit).into();
+        ctx["today"] = today.to_string().into();
+        ctx["history"] = history.into();
+        ctx["sender"] = self.cfg.sender.clone().into();
+        let (text, html) = self.renderer.notice(&ctx).map_err(render_err)?;
+        let subject = match l {
+            Lang::Zh => format!(
+                "【督办单】{} {} 逾期未完成整改",
+                ctx["round"].as_str().unwrap_or(""),
+                item.number
+            ),
+            Lang::En => format!(
+                "[Supervision notice] {} {} is overdue",
+                ctx["round"].as_str().unwrap_or(""),
+                item.number
+            ),
+        };
+        Ok(NewMessage {
+            message_id: message_id(&["notice", &item.id.to_string(), &r.id.to_string()]),
+            kind: "notice".into(),
+            unit_code: Some(unit),
+            to,
+            cc,
+            subject,
+            body_text: text,
+            body_html: html,
+        })
+    }
+
+    /// Sends every message that is ready, with up to `max_connections` in flight; records each
+    /// outcome fenced by this pass's lease token. Returns what happened.
+    pub async fn deliver(
+        &self,
+        now: DateTime<Utc>,
+        token: &str,
+    ) -> Result<DeliveryReport, StoreError> {
+        let mut report = DeliveryReport::default();
+        loop {
+            let lease =
+                chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(60));
+            let batch = self.store.claim_outbox(now, now + lease, token, 64).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let results: Vec<(i64, i64, Result<(), SendError>)> = futures::stream::iter(batch)
+                .map(|m| async move {
+                    let mail = OutgoingMail {
+                        message_id: m.message_id.clone(),
+                        from: self.cfg.from.clone(),
+                        to: serde_json::from_str(&m.to_addrs).unwrap_or_default(),
+                        cc: serde_json::from_str(&m.cc_addrs).unwrap_or_default(),
+                        subject: m.subject.clone(),
+                        text: m.body_text.clone(),
+                        html: m.body_html.clone(),
+                    };
+                    let r = self.mailer.send(&mail).await;
+                    (m.id, m.attempts, r)
+                })
+                .buffer_unordered(self.cfg.max_connections.max(1))
+                .collect()
+                .await;
+            let mut transient = false;
+            for (id, attempts, r) in results {
+                match r {
+                    Ok(()) => {
+                        if self.store.mark_sent(id, token, now).await? {
+                            report.sent += 1;
+                        }
+                    }
+                    Err(SendError::Transient(e)) => {
+                        transient = true;
+                        let next = now
+                            + chrono::Duration::from_std(backoff(attempts))
+                                .unwrap_or(chrono::Duration::seconds(30));
+                        tracing::warn!(message = id, attempts, error = %e, "send failed, will retry");
+                        if self.store.mark_retry(id, token, next, &e).await? {
+                            report.retried += 1;
+                        }
+                    }
+                    Err(SendError::Permanent(e)) => {
+                        tracing::error!(message = id, error = %e, "send failed permanently");
+                        if self.store.mark_failed(id, token, &e).await? {
+                            report.failed += 1;
+                        }
+                    }
+                }
+            }
+            if transient {
+                // The server is in trouble: leave the rest for the next attempt instead of
+                // hammering it in a busy loop.
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+pub(crate) fn render_err(e: String) -> StoreError {
+    StoreError::Db(rectify_schema::sea_orm::DbErr::Custom(e))
+}

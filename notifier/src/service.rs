@@ -1,0 +1,237 @@
+//! `rectify serve`: runs the periodic jobs and delivers the outbox until told to stop.
+//!
+//! Between passes it sleeps until the next cron fire or outbox retry (polling at least every
+//! `poll` as a fallback), and wakes early when notified that the plan changed. Each fire is
+//! claimed in the database by (job, fire time), so several instances fire it once; after downtime a
+//! missed fire runs once, not once per missed tick.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::dispatch::Dispatcher;
+use crate::jobs::Job;
+
+/// The clock: real time, or real time shifted so that it starts at a fixed moment
+/// (`RECTIFY_NOW`), which lets tests and demos run the service on a chosen day.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Clock {
+    pub fn real() -> Self {
+        Clock {
+            offset: chrono::Duration::zero(),
+        }
+    }
+
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Clock {
+            offset: start - Utc::now(),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
+/// Cron schedules (seconds first, the `cron` crate's format).
+#[derive(Clone, Debug)]
+pub struct Schedules {
+    pub jobs: Vec<(Job, cron::Schedule)>,
+}
+
+impl Schedules {
+    pub fn parse(exprs: &[(Job, &str)]) -> Result<Schedules, String> {
+        let mut jobs = Vec::new();
+        for (job, e) in exprs {
+            let s = cron::Schedule::from_str(e).map_err(|err| {
+                format!(
+                    "schedule.{}: `{e}` is not a cron expression: {err}",
+                    job.name()
+                )
+            })?;
+            jobs.push((*job, s));
+        }
+        Ok(Schedules { jobs })
+    }
+}
+
+/// Counters for `/metrics` and logs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub passes: std::sync::atomic::AtomicU64,
+    pub sent: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
+    pub skipped: std::sync::atomic::AtomicU64,
+    pub retried: std::sync::atomic::AtomicU64,
+    pub last_pass_unix: std::sync::atomic::AtomicI64,
+}
+
+pub struct Service {
+    pub dispatcher: Dispatcher,
+    pub schedules: Schedules,
+    pub clock: Clock,
+    /// Wakes the loop early (a command in this process changed the plan).
+    pub notify: Arc<Notify>,
+    pub poll: Duration,
+    pub stats: Arc<Stats>,
+}
+
+impl Service {
+    /// The latest fire of `schedule` in (after, now], if any.
+    fn latest_fire(
+        schedule: &cron::Schedule,
+        after: DateTime<Utc>,
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Option<DateTime<Utc>> {
+        let mut last = None;
+        for t in schedule.after(&after.with_timezone(&tz)).take(100_000) {
+            let t = t.with_timezone(&Utc);
+            if t > now {
+                break;
+            }
+            last = Some(t);
+        }
+        last
+    }
+
+    /// Runs one round: claims and runs the jobs whose fire is due, delivers the outbox.
+    pub async fn tick(&self, token: &str) -> Result<(), rectify_schema::StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.clock.now();
+        let store = &self.dispatcher.store;
+        let tz = self.dispatcher.cfg.tz;
+        for (job, schedule) in &self.schedules.jobs {
+            let last = match store.job_last_fire(job.name()).await? {
+                Some(t) => t,
+                None => {
+                    // First start: count the most recent fire as done, no catch-up.
+                    let recent =
+                        Self::latest_fire(schedule, now - chrono::Duration::days(40), now, tz)
+                            .unwrap_or(now);
+                    store.ensure_job(job.name(), recent).await?;
+                    if *job != Job::Remind {
+                        continue;
+                    }
+                    recent - chrono::Duration::seconds(1)
+                }
+            };
+            // After downtime only the latest missed fire runs.
+            let Some(fire) = Self::latest_fire(schedule, last, now, tz) else {
+                continue;
+            };
+            if !store
+                .claim_job(job.name(), fire, &self.dispatcher.cfg.instance)
+                .await?
+            {
+                continue;
+            }
+            match job {
+                Job::Remind => {
+                    let report = self.dispatcher.plan_pass(now, false).await?;
+                    self.stats.passes.fetch_add(1, Relaxed);
+                    self.stats
+                        .skipped
+                        .fetch_add(report.skipped.len() as u64, Relaxed);
+                    self.stats.last_pass_unix.store(now.timestamp(), Relaxed);
+                    tracing::info!(
+                        messages = report.messages.len(),
+                        reminders = report.reminders_queued,
+                        skipped = report.skipped.len(),
+                        not_run = report.not_run.as_deref().unwrap_or(""),
+                        "reminder pass"
+                    );
+                }
+                other => {
+                    let n = self.dispatcher.run_summary(*other, fire).await?;
+                    tracing::info!(job = other.name(), messages = n, "periodic job");
+                }
+            }
+        }
+        let d = self.dispatcher.deliver(now, token).await?;
+        self.stats.sent.fetch_add(d.sent as u64, Relaxed);
+        self.stats.failed.fetch_add(d.failed as u64, Relaxed);
+        self.stats.retried.fetch_add(d.retried as u64, Relaxed);
+        if d.sent + d.failed + d.retried > 0 {
+            tracing::info!(
+                sent = d.sent,
+                retried = d.retried,
+                failed = d.failed,
+                "delivery"
+            );
+        }
+        Ok(())
+    }
+
+    /// How long to sleep: until the next cron fire or outbox retry, at most `poll`.
+    async fn next_wake(&self) -> Duration {
+        let now = self.clock.now();
+        let tz = self.dispatcher.cfg.tz;
+        let mut next =
+            now + chrono::Duration::from_std(self.poll).unwrap_or(chrono::Duration::seconds(60));
+        for (_, s) in &self.schedules.jobs {
+            if let Some(t) = s.after(&now.with_timezone(&tz)).next() {
+                next = next.min(t.with_timezone(&Utc));
+            }
+        }
+        if let Ok(Some(t)) = self.dispatcher.store.next_outbox_attempt().await {
+            next = next.min(t.max(now));
+        }
+        (next - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(50))
+    }
+
+    /// Runs until `shutdown` completes. On the way out it gives back the leases it holds, so
+    /// another instance can send those messages at once.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), rectify_schema::StoreError> {
+        let token = format!(
+            "{}-{}",
+            self.dispatcher.cfg.instance,
+            Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            match self.tick(&token).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    // The database may be restarting: log, back off, carry on.
+                    failures += 1;
+                    let wait = Duration::from_millis(500 * 2u64.pow(failures.min(6)));
+                    tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "scheduler round failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => continue,
+                        _ = &mut shutdown => break,
+                    }
+                }
+            }
+            let wait = self.next_wake().await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.notify.notified() => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        let released = self
+            .dispatcher
+            .store
+            .release_leases(&token)
+            .await
+            .unwrap_or(0);
+        tracing::info!(released, "scheduler stopped");
+        Ok(())
+    }
+}

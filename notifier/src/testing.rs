@@ -1,0 +1,335 @@
+//! A real SMTP server for tests and benchmarks, in the test's own process: it speaks SMTP over
+//! TCP on loopback (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), records every message, and can be
+//! told to refuse some recipients temporarily (4xx) or permanently (5xx).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub from: String,
+    pub rcpts: Vec<String>,
+    pub data: String,
+}
+
+impl Received {
+    pub fn message_id(&self) -> Option<String> {
+        crate::mail::message_id_of(&self.data)
+    }
+
+    pub fn subject(&self) -> Option<String> {
+        let raw = self
+            .data
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("subject:"))?[8..]
+            .trim()
+            .to_string();
+        Some(decode_rfc2047(&raw))
+    }
+
+    /// The decoded plain-text part.
+    pub fn text(&self) -> String {
+        decode_body(&self.data)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        let mut out: Option<String> = None;
+        for line in self.data.lines() {
+            if line.is_empty() {
+                break;
+            }
+            if let Some(v) = &mut out {
+                if line.starts_with(' ') || line.starts_with('\t') {
+                    v.push_str(line.trim());
+                    continue;
+                }
+                break;
+            }
+            if line.to_ascii_lowercase().starts_with(&prefix) {
+                out = Some(line[prefix.len()..].trim().to_string());
+            }
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    /// Recipients refused with 550.
+    permanent: Vec<String>,
+    /// Recipients refused with 451, how many more times.
+    transient: HashMap<String, u32>,
+    connections: u64,
+}
+
+/// The server; dropped with the test. Clone it to share.
+#[derive(Clone)]
+pub struct SmtpServer {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<tokio::sync::Notify>,
+}
+
+impl SmtpServer {
+    /// Starts listening on a free loopback port.
+    pub async fn start() -> std::io::Result<SmtpServer> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    pub async fn start_on(addr: &str) -> std::io::Result<SmtpServer> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let server = SmtpServer {
+            addr,
+            state: state.clone(),
+            stop: stop.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.notified() => break,
+                    accepted = listener.accept() => {
+                        let Ok((sock, _)) = accepted else { continue };
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            let _ = session(sock, state).await;
+                        });
+                    }
+                }
+            }
+        });
+        Ok(server)
+    }
+
+    /// Stops accepting connections (the port closes): "the SMTP server is down".
+    pub fn stop(&self) {
+        self.stop.notify_waiters();
+        self.stop.notify_one();
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn refuse_permanently(&self, rcpt: &str) {
+        self.lock().permanent.push(rcpt.to_ascii_lowercase());
+    }
+
+    pub fn refuse_temporarily(&self, rcpt: &str, times: u32) {
+        self.lock()
+            .transient
+            .insert(rcpt.to_ascii_lowercase(), times);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.clone()
+    }
+
+    pub fn connections(&self) -> u64 {
+        self.lock().connections
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    lock(&state).connections += 1;
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 localhost ESMTP rectify-test\r\n").await?;
+    let mut from = String::new();
+    let mut rcpts: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            w.write_all(b"250-localhost\r\n250-SIZE 52428800\r\n250 8BITMIME\r\n")
+                .await?;
+        } else if upper.starts_with("HELO") {
+            w.write_all(b"250 localhost\r\n").await?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr_of(&cmd[10..]);
+            rcpts.clear();
+            w.write_all(b"250 2.1.0 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO:") {
+            let a = addr_of(&cmd[8..]);
+            let reply: &[u8] = {
+                let mut s = lock(&state);
+                if s.permanent.contains(&a) {
+                    b"550 5.1.1 mailbox unavailable\r\n"
+                } else if let Some(n) = s.transient.get_mut(&a).filter(|n| **n > 0) {
+                    *n -= 1;
+                    b"451 4.3.0 try again later\r\n"
+                } else {
+                    rcpts.push(a);
+                    b"250 2.1.5 OK\r\n"
+                }
+            };
+            w.write_all(reply).await?;
+        } else if upper == "DATA" {
+            if rcpts.is_empty() {
+                w.write_all(b"554 5.5.1 no valid recipients\r\n").await?;
+                continue;
+            }
+            w.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                let l = line.strip_prefix('.').unwrap_or(&line);
+                data.push_str(l);
+            }
+            lock(&state).received.push(Received {
+                from: from.clone(),
+                rcpts: std::mem::take(&mut rcpts),
+                data,
+            });
+            w.write_all(b"250 2.0.0 queued\r\n").await?;
+        } else if upper == "RSET" {
+            rcpts.clear();
+            w.write_all(b"250 OK\r\n").await?;
+        } else if upper == "NOOP" {
+            w.write_all(b"250 OK\r\n").await?;
+        } else if upper == "QUIT" {
+            w.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            w.write_all(b"502 5.5.2 command not implemented\r\n")
+                .await?;
+        }
+    }
+}
+
+fn addr_of(s: &str) -> String {
+    let s = s.trim();
+    let inner = match (s.find('<'), s.find('>')) {
+        (Some(a), Some(b)) if b > a => &s[a + 1..b],
+        _ => s.split_whitespace().next().unwrap_or(""),
+    };
+    inner.to_ascii_lowercase()
+}
+
+/// Decodes `=?utf-8?b?…?=` and `=?utf-8?q?…?=` words (lettre encodes non-ASCII subjects).
+pub fn decode_rfc2047(s: &str) -> String {
+    let mut out = String::new();
+    for word in s.split_whitespace() {
+        let lower = word.to_ascii_lowercase();
+        if lower.starts_with("=?utf-8?b?") && word.ends_with("?=") {
+            let b = &word[10..word.len() - 2];
+            out.push_str(&String::from_utf8_lossy(&b64(b)));
+        } else if lower.starts_with("=?utf-8?q?") && word.ends_with("?=") {
+            let q = &word[10..word.len() - 2];
+            out.push_str(&String::from_utf8_lossy(&qp(&q.replace('_', " "))));
+        } else {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(word);
+        }
+    }
+    out
+}
+
+fn b64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let Some(v) = val(c) else { continue };
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn qp(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'='
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        if b[i] == b'=' && (i + 1 == b.len() || b[i + 1] == b'\n' || b[i + 1] == b'\r') {
+            // Soft line break.
+            i += 1;
+            while i < b.len() && (b[i] == b'\r' || b[i] == b'\n') {
+                i += 1;
+            }
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// The decoded text/plain part of a raw message (base64 or quoted-printable).
+pub fn decode_body(raw: &str) -> String {
+    let lower = raw.to_ascii_lowercase();
+    let Some(start) = lower.find("content-type: text/plain") else {
+        return raw.to_string();
+    };
+    let part = &raw[start..];
+    let Some(body_at) = part
+        .find("\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| part.find("\n\n").map(|i| i + 2))
+    else {
+        return String::new();
+    };
+    let headers = part[..body_at].to_ascii_lowercase();
+    let body = &part[body_at..];
+    let body = body.split("\r\n--").next().unwrap_or(body);
+    if headers.contains("base64") {
+        String::from_utf8_lossy(&b64(body)).to_string()
+    } else if headers.contains("quoted-printable") {
+        String::from_utf8_lossy(&qp(body)).to_string()
+    } else {
+        body.to_string()
+    }
+}

@@ -1,0 +1,388 @@
+//! `serve`, `remind preview|run` and `outbox list|retry`: the binary's side of the notifier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rectify_config::{CcTarget, MailTls, MailTransport};
+use rectify_engine::Lang;
+use rectify_engine::light::LightPolicy;
+use rectify_engine::remind::{Cc, EscalationStep, ReminderPolicy};
+use rectify_notifier::{
+    Clock, DispatchConfig, Dispatcher, Job, Mailer, Schedules, Service, Stats, TlsMode,
+    TransportConfig,
+};
+use rectify_schema::{Planner, Store};
+use serde_json::json;
+
+use crate::app::App;
+use crate::cli::{OutboxCmd, RemindCmd};
+use crate::commands::calendar_for;
+use crate::error::{CliError, CliResult, InLang};
+use crate::output;
+
+pub fn policy(app: &App) -> ReminderPolicy {
+    let r = &app.settings.reminders;
+    ReminderPolicy {
+        before: r.before.clone(),
+        on_due: r.on_due,
+        overdue_every: r.overdue_every,
+        escalate: r
+            .escalate
+            .iter()
+            .map(|s| EscalationStep {
+                after: s.after,
+                cc: s
+                    .cc
+                    .iter()
+                    .map(|c| match c {
+                        CcTarget::Leader => Cc::Leader,
+                        CcTarget::Office => Cc::Office,
+                    })
+                    .collect(),
+                notice: s.notice,
+            })
+            .collect(),
+        ack_within: r.ack_within,
+        progress_every: r.progress_every,
+    }
+}
+
+pub fn light_policy(app: &App) -> LightPolicy {
+    let r = &app.settings.reminders;
+    LightPolicy {
+        yellow_within: r.yellow_within,
+        ack_within: r.ack_within,
+        progress_every: r.progress_every,
+    }
+}
+
+pub fn planner(app: &App) -> Planner {
+    Planner {
+        policy: policy(app),
+        calendar: Arc::new(calendar_for(app)),
+        tz: app.tz,
+    }
+}
+
+fn transport(app: &App) -> TransportConfig {
+    let m = &app.settings.mail;
+    match m.transport {
+        MailTransport::File => TransportConfig::File { dir: m.dir.clone() },
+        MailTransport::Smtp => TransportConfig::Smtp {
+            host: m.host.clone(),
+            port: m.port,
+            tls: match m.tls {
+                MailTls::None => TlsMode::None,
+                MailTls::StartTls => TlsMode::StartTls,
+                MailTls::Tls => TlsMode::Tls,
+            },
+            username: m.username.clone(),
+            password: m.password.as_ref().map(|s| s.expose().to_string()),
+            max_connections: m.max_connections,
+            timeout: m.timeout,
+        },
+    }
+}
+
+pub fn dispatcher(app: &App, store: Store) -> CliResult<Dispatcher> {
+    let planner = planner(app);
+    let mailer = Mailer::new(&transport(app)).map_err(|e| {
+        CliError::bad(
+            app.lang,
+            format!("邮件设置有误:{e}"),
+            format!("mail settings: {e}"),
+        )
+    })?;
+    let w = &app.settings.reminders.send_window;
+    let instance = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "rectify".into()),
+        std::process::id()
+    );
+    Ok(Dispatcher::new(
+        store,
+        mailer,
+        DispatchConfig {
+            lang: app.lang,
+            tz: app.tz,
+            from: app.settings.mail.from.clone(),
+            window: (w.start, w.end),
+            policy: planner.policy.clone(),
+            light: light_policy(app),
+            calendar: planner.calendar.clone(),
+            lease: Duration::from_secs(120),
+            max_connections: app.settings.mail.max_connections as usize,
+            instance,
+            sender: app
+                .lang
+                .pick("整改办", "The rectification office")
+                .to_string(),
+        },
+    ))
+}
+
+fn parse_at(app: &App, at: Option<&str>) -> CliResult<DateTime<Utc>> {
+    match at {
+        None => Ok(app.now),
+        Some(s) => DateTime::parse_from_rfc3339(s.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                CliError::bad(
+                    app.lang,
+                    format!("--at 的值“{s}”不是 RFC 3339 时间;请写成 2026-03-02T09:00:00+08:00"),
+                    format!(
+                        "--at `{s}` is not an RFC 3339 time; write e.g. 2026-03-02T09:00:00+08:00"
+                    ),
+                )
+            }),
+    }
+}
+
+pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
+    let store = app.open_planned().await?;
+    let d = dispatcher(app, store)?;
+    let (at, dry) = match &c {
+        RemindCmd::Preview { at } => (parse_at(app, at.as_deref())?, true),
+        RemindCmd::Run { at } => (parse_at(app, at.as_deref())?, false),
+    };
+    let report = d.plan_pass(at, dry).await.lang(app.lang)?;
+    let delivery = if dry {
+        None
+    } else {
+        let token = format!("cli-{}", std::process::id());
+        let r = d.deliver(at, &token).await.lang(app.lang)?;
+        d.store.release_leases(&token).await.lang(app.lang)?;
+        Some(r)
+    };
+    let l = app.lang;
+    if app.json() {
+        println!(
+            "{}",
+            json!({
+                "at": at,
+                "not_run": report.not_run,
+                "messages": report.messages.iter().map(|m| json!({
+                    "message_id": m.message_id, "kind": m.kind, "unit": m.unit_code,
+                    "to": m.to, "cc": m.cc, "subject": m.subject,
+                })).collect::<Vec<_>>(),
+                "reminders": report.reminders_queued,
+                "skipped": report.skipped.iter().map(|(id, why)| json!({"reminder": id, "reason": why})).collect::<Vec<_>>(),
+                "sent": delivery.as_ref().map(|d| d.sent),
+                "retried": delivery.as_ref().map(|d| d.retried),
+                "failed": delivery.as_ref().map(|d| d.failed),
+            })
+        );
+        return Ok(());
+    }
+    if let Some(why) = &report.not_run {
+        println!("{}{why}", l.pick("未发送:", "nothing sent: "));
+    }
+    for m in &report.messages {
+        println!("{} {}", l.pick("收件:", "To:"), m.to.join(", "));
+        if !m.cc.is_empty() {
+            println!("{} {}", l.pick("抄送:", "Cc:"), m.cc.join(", "));
+        }
+        println!("{} {}", l.pick("主题:", "Subject:"), m.subject);
+        if dry {
+            println!("{}", m.body_text.trim_end());
+        }
+        println!();
+    }
+    match l {
+        Lang::Zh => println!(
+            "{} 封邮件,{} 条提醒;跳过 {} 条",
+            report.messages.len(),
+            report.reminders_queued,
+            report.skipped.len()
+        ),
+        Lang::En => println!(
+            "{} message(s), {} reminder(s); {} skipped",
+            report.messages.len(),
+            report.reminders_queued,
+            report.skipped.len()
+        ),
+    }
+    if let Some(d) = delivery {
+        match l {
+            Lang::Zh => println!("已发送 {},待重试 {},失败 {}", d.sent, d.retried, d.failed),
+            Lang::En => println!(
+                "sent {}, to retry {}, failed {}",
+                d.sent, d.retried, d.failed
+            ),
+        }
+    }
+    Ok(())
+}
+
+pub async fn outbox(app: &App, c: OutboxCmd) -> CliResult {
+    let store = app.open().await?;
+    match c {
+        OutboxCmd::List { state } => {
+            if let Some(s) = &state
+                && !["pending", "sending", "sent", "failed"].contains(&s.as_str())
+            {
+                return Err(CliError::bad(
+                    app.lang,
+                    format!("未知状态“{s}”;可选 pending、sending、sent、failed"),
+                    format!("unknown state `{s}`: use pending, sending, sent or failed"),
+                ));
+            }
+            let rows = store.list_outbox(state.as_deref()).await.lang(app.lang)?;
+            if app.json() {
+                println!(
+                    "{}",
+                    json!(rows.iter().map(|m| json!({
+                        "id": m.id, "message_id": m.message_id, "kind": m.kind, "unit": m.unit_code,
+                        "to": serde_json::from_str::<serde_json::Value>(&m.to_addrs).unwrap_or_default(),
+                        "subject": m.subject, "state": m.state, "attempts": m.attempts,
+                        "last_error": m.last_error, "created_at": m.created_at, "sent_at": m.sent_at,
+                    })).collect::<Vec<_>>())
+                );
+            } else {
+                let l = app.lang;
+                let mut t = output::Table::new(&[
+                    "ID",
+                    l.pick("状态", "State"),
+                    l.pick("次数", "Tries"),
+                    l.pick("收件", "To"),
+                    l.pick("主题", "Subject"),
+                    l.pick("错误", "Error"),
+                ]);
+                for m in rows {
+                    let to: Vec<String> = serde_json::from_str(&m.to_addrs).unwrap_or_default();
+                    t.row(vec![
+                        m.id.to_string(),
+                        m.state,
+                        m.attempts.to_string(),
+                        to.join(", "),
+                        output::ellipsize(&m.subject, 40),
+                        output::ellipsize(m.last_error.as_deref().unwrap_or("-"), 40),
+                    ]);
+                }
+                print!("{}", t.render());
+            }
+        }
+        OutboxCmd::Retry { id } => {
+            store.retry_outbox(id, app.now).await.lang(app.lang)?;
+            println!(
+                "{}",
+                match app.lang {
+                    Lang::Zh => format!("邮件 {id} 已重新排队"),
+                    Lang::En => format!("message {id} queued again"),
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn init_logging(app: &App, format: Option<&str>) -> CliResult {
+    use tracing_subscriber::EnvFilter;
+    let json = match format {
+        Some("json") => true,
+        Some("human") => false,
+        Some(other) => {
+            return Err(CliError::bad(
+                app.lang,
+                format!("未知日志格式“{other}”;可选 human 或 json"),
+                format!("unknown log format `{other}`: use human or json"),
+            ));
+        }
+        None => app.settings.log.format == rectify_config::LogFormat::Json,
+    };
+    let filter =
+        EnvFilter::try_new(&app.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let r = if json {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+    r.map_err(|e| CliError::system(format!("logging: {e}")))
+}
+
+pub async fn serve(app: &App, log_format: Option<String>) -> CliResult {
+    init_logging(app, log_format.as_deref())?;
+    // Retry opening the database: at boot it may not be up yet.
+    let store = {
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match app.open_planned().await {
+                Ok(s) => break s,
+                Err(e) if e.class == rectify_schema::ErrorClass::System => {
+                    tracing::error!(error = %e.message, retry_in_ms = wait.as_millis() as u64, "database not reachable");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    let s = &app.settings.schedule;
+    let schedules = Schedules::parse(&[
+        (Job::Remind, s.remind.as_str()),
+        (Job::DailyDigest, s.daily_digest.as_str()),
+        (Job::WeeklyDispatch, s.weekly_dispatch.as_str()),
+        (Job::MonthlyNotice, s.monthly_notice.as_str()),
+    ])
+    .map_err(CliError::bad_input)?;
+    let clock = match std::env::var("RECTIFY_NOW") {
+        Ok(v) if !v.trim().is_empty() => Clock::starting_at(app.now),
+        _ => Clock::real(),
+    };
+    let d = dispatcher(app, store)?;
+    tracing::info!(
+        database = %app.settings.database.redacted_url(),
+        mail = ?app.settings.mail.transport,
+        instance = %d.cfg.instance,
+        "rectify serve started"
+    );
+    let cal = calendar_for(app);
+    for y in [
+        chrono::Datelike::year(&app.today()),
+        chrono::Datelike::year(&app.today()) + 1,
+    ] {
+        if !cal.covers(y) {
+            tracing::warn!(
+                "{}",
+                rectify_engine::calendar::uncovered_warning(y, app.lang == Lang::Zh)
+            );
+        }
+    }
+    let service = Service {
+        dispatcher: d,
+        schedules,
+        clock,
+        notify: Arc::new(tokio::sync::Notify::new()),
+        poll: Duration::from_secs(60),
+        stats: Arc::new(Stats::default()),
+    };
+    service.run(shutdown_signal()).await.lang(app.lang)?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested: finishing sends in flight");
+}
