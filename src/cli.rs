@@ -134,6 +134,9 @@ pub enum Cmd {
         id: i64,
         #[arg(long)]
         reason: String,
+        /// A new deadline for the renewed work (the old one has usually passed).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        due: Option<String>,
     },
     /// Finish a long-term item.
     Finish {
@@ -323,7 +326,11 @@ pub enum ExtensionCmd {
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Re-check every item's event chain; exits non-zero and names the item and event on a break.
-    Verify,
+    Verify {
+        /// Also re-hash every stored evidence file.
+        #[arg(long)]
+        evidence: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -133,7 +133,13 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             )
             .await
         }
-        Cmd::Reopen { id, reason } => lifecycle(app, id, Command::Reopen { reason }, &[]).await,
+        Cmd::Reopen { id, reason, due } => {
+            let due = match due {
+                Some(d) => Some(Deadline::Date(parse_date(app.lang, &d)?)),
+                None => None,
+            };
+            lifecycle(app, id, Command::Reopen { reason, due }, &[]).await
+        }
         Cmd::Finish { id, note } => lifecycle(app, id, Command::Finish { note }, &[]).await,
         Cmd::Cancel {
             id,
@@ -151,7 +157,7 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             )
             .await
         }
-        Cmd::Audit(AuditCmd::Verify) => audit_verify(app).await,
+        Cmd::Audit(AuditCmd::Verify { evidence }) => audit_verify(app, evidence).await,
         Cmd::Calendar(c) => calendar(app, c),
         Cmd::Config(ConfigCmd::Show) => {
             if let Some(f) = &app.config_file {
@@ -229,14 +235,11 @@ async fn apply_and_print(
 ) -> CliResult {
     let actor = app.actor(store).await?;
     if !evidence.is_empty() {
-        // Check the item and the operator's rights before copying any file.
+        // Check the operator's rights, the transition and every file before copying any file,
+        // so a refused command leaves nothing behind in the evidence folder.
         let item = store.get_item(id).await.lang(app.lang)?;
-        if !cmd.action().permitted(&actor, item.lead_unit.as_deref()) {
-            let r = rectify_engine::transition(&item, &cmd, &actor, &ctx_for(app))
-                .err()
-                .ok_or_else(|| CliError::system("permission check disagreed with transition"))?;
-            return Err(CliError::from_refusal(r, app.lang));
-        }
+        rectify_engine::transition(&item, &cmd, &actor, &ctx_for(app)).lang(app.lang)?;
+        rectify_schema::evidence_files::check_readable(evidence).lang(app.lang)?;
         let files = store.store_evidence(evidence).lang(app.lang)?;
         match &mut cmd {
             Command::Progress { evidence, .. } | Command::Submit { evidence, .. } => {
@@ -640,9 +643,9 @@ async fn item(app: &App, c: ItemCmd) -> CliResult {
     Ok(())
 }
 
-async fn audit_verify(app: &App) -> CliResult {
+async fn audit_verify(app: &App, check_files: bool) -> CliResult {
     let store = app.open().await?;
-    let (items, events, findings) = store.audit_verify().await.lang(app.lang)?;
+    let (items, events, findings) = store.audit_verify(check_files).await.lang(app.lang)?;
     if app.json() {
         println!(
             "{}",

@@ -143,6 +143,12 @@ pub enum ChainFault {
     },
     /// The item row's head does not match the last event: the newest event was deleted or added.
     HeadMismatch { head_seq: i64, last_seq: i64 },
+    /// The evidence index (file names, sizes) disagrees with what the event recorded.
+    EvidenceRecordMismatch { event_id: i64, seq: i64 },
+    /// A recorded evidence file is not in the evidence folder any more.
+    EvidenceFileMissing { event_id: i64, sha256: String },
+    /// A recorded evidence file's content no longer has its recorded hash.
+    EvidenceFileChanged { event_id: i64, sha256: String },
 }
 
 impl ChainFault {
@@ -183,6 +189,35 @@ impl ChainFault {
                 } else {
                     format!(
                         "item {item_id}, event {event_id}: sequence number {seq} where {expected} was expected; an event was deleted or inserted"
+                    )
+                }
+            }
+            ChainFault::EvidenceRecordMismatch { event_id, seq } => {
+                if zh {
+                    format!(
+                        "事项 {item_id} 的第 {seq} 条记录(事件 {event_id})的佐证材料登记与记录不符:佐证材料表被改动过"
+                    )
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id} (#{seq}): the evidence index does not match what the event recorded; the evidence table was edited"
+                    )
+                }
+            }
+            ChainFault::EvidenceFileMissing { event_id, sha256 } => {
+                if zh {
+                    format!("事项 {item_id} 事件 {event_id} 的佐证文件 {sha256} 已不在佐证目录中")
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id}: evidence file {sha256} is missing from the evidence folder"
+                    )
+                }
+            }
+            ChainFault::EvidenceFileChanged { event_id, sha256 } => {
+                if zh {
+                    format!("事项 {item_id} 事件 {event_id} 的佐证文件 {sha256} 内容已被改动")
+                } else {
+                    format!(
+                        "item {item_id}, event {event_id}: evidence file {sha256} was changed after it was recorded"
                     )
                 }
             }

@@ -58,9 +58,10 @@ pub enum Command {
         lead_unit: String,
         reason: String,
     },
-    /// Reopen after a look-back (回头看) found the problem back.
+    /// Reopen after a look-back (回头看) found the problem back, optionally with a new deadline.
     Reopen {
         reason: String,
+        due: Option<Deadline>,
     },
     /// Finish a long-term item.
     Finish {
@@ -302,6 +303,41 @@ impl Refusal {
         use Refusal::*;
         let zh = lang == Lang::Zh;
         match self {
+            Forbidden {
+                actor,
+                role,
+                action: Action::Create,
+                ..
+            } => {
+                if zh {
+                    format!(
+                        "操作员 {actor}(角色 {})无权创建事项:只有整改办管理员能创建事项",
+                        role.label(lang)
+                    )
+                } else {
+                    format!(
+                        "operator {actor} (role {role}) may not create items: only the office's admins can"
+                    )
+                }
+            }
+            Forbidden {
+                actor,
+                role,
+                action,
+                item,
+            } if *role == Role::Viewer => {
+                if zh {
+                    format!(
+                        "操作员 {actor}(只读角色)无权对事项 {item} 执行“{}”:只读操作员只能查看",
+                        action.verb(lang)
+                    )
+                } else {
+                    format!(
+                        "operator {actor} (role viewer) may not have item {item} {}: viewers can only read",
+                        action.verb(lang)
+                    )
+                }
+            }
             Forbidden {
                 actor,
                 role,
@@ -791,12 +827,18 @@ pub fn transition(
                 "reassignments": next.reassignments,
             })
         }
-        Command::Reopen { reason } => {
+        Command::Reopen { reason, due } => {
             let reason = text::note("reason", reason)?;
+            if let Some(d) = due {
+                check_deadline(*d, ctx.today)?;
+                next.deadline = Some(*d);
+                next.deadline_version = item.deadline_version + 1;
+            }
             next.state = ItemState::InProgress;
             next.closed_at = None;
             next.submitted_at = None;
-            json!({ "reason": reason, "from": item.state.as_str() })
+            next.cadence = None;
+            json!({ "reason": reason, "from": item.state.as_str(), "deadline": due.map(|d| d.to_db()) })
         }
         Command::Finish { note } => {
             let note = text::optional_note("note", note.as_deref())?;

@@ -121,6 +121,7 @@ fn commands() -> Vec<(&'static str, Command)> {
             "reopen",
             Command::Reopen {
                 reason: "回头看发现反弹".into(),
+                due: None,
             },
         ),
         ("finish", Command::Finish { note: None }),
@@ -322,7 +323,10 @@ fn unit_operator_and_viewer_permissions() {
             let got_other = run(*state, name, &cmd, &other);
             assert!(got_other.starts_with("refused: operator op-SFJ (role unit) may not"));
             let got_viewer = run(*state, name, &cmd, &viewer());
-            assert!(got_viewer.starts_with("refused: operator reader (role viewer) may not"));
+            assert!(
+                got_viewer.starts_with("refused: operator reader (role viewer) may not"),
+                "{got_viewer}"
+            );
         }
     }
     let err = create(
@@ -637,7 +641,10 @@ fn any_command() -> impl Strategy<Value = Command> {
             lead_unit: u,
             reason: r
         }),
-        note.clone().prop_map(|r| Command::Reopen { reason: r }),
+        (note.clone(), prop::option::of(date.clone())).prop_map(|(r, d)| Command::Reopen {
+            reason: r,
+            due: d.map(Deadline::Date)
+        }),
         Just(Command::Finish { note: None }),
         (note, prop::option::of(1i64..20)).prop_map(|(r, m)| Command::Cancel {
             reason: r,

@@ -949,36 +949,31 @@ impl Store {
             .order_by_asc(event::Column::Seq)
             .all(&self.db)
             .await?;
-        let files = evidence::Entity::find()
-            .filter(evidence::Column::ItemId.eq(id))
-            .order_by_asc(evidence::Column::Id)
-            .all(&self.db)
-            .await?;
         Ok(events
             .into_iter()
-            .map(|e| HistoryEntry {
-                event_id: e.id,
-                seq: e.seq,
-                evidence: files
-                    .iter()
-                    .filter(|f| f.event_id == e.id)
-                    .map(|f| EvidenceRef {
-                        sha256: f.sha256.clone(),
-                        size: u64::try_from(f.size).unwrap_or(0),
-                        name: f.original_name.clone(),
-                    })
-                    .collect(),
-                payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
-                kind: e.kind,
-                actor: e.actor,
-                at: e.at,
-                hash: e.hash,
+            .map(|e| {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+                HistoryEntry {
+                    event_id: e.id,
+                    seq: e.seq,
+                    // Shown from the hashed payload, not the evidence index, so what the
+                    // history shows is what the chain protects.
+                    evidence: recorded_evidence(&payload),
+                    payload,
+                    kind: e.kind,
+                    actor: e.actor,
+                    at: e.at,
+                    hash: e.hash,
+                }
             })
             .collect())
     }
 
-    /// Re-checks every item's event chain. Returns every break found; empty means intact.
-    pub async fn audit_verify(&self) -> Result<(u64, u64, Vec<AuditFinding>)> {
+    /// Re-checks every item's event chain and the evidence index against what the events
+    /// recorded; with `check_files`, also re-hashes every stored evidence file. Returns every
+    /// break found; empty means intact.
+    pub async fn audit_verify(&self, check_files: bool) -> Result<(u64, u64, Vec<AuditFinding>)> {
         let items = item::Entity::find()
             .order_by_asc(item::Column::Id)
             .all(&self.db)
@@ -995,6 +990,55 @@ impl Store {
                 .all(&self.db)
                 .await?;
             events_checked += rows.len() as u64;
+            let index = evidence::Entity::find()
+                .filter(evidence::Column::ItemId.eq(it.id))
+                .order_by_asc(evidence::Column::Id)
+                .all(&self.db)
+                .await?;
+            for e in &rows {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+                let recorded = recorded_evidence(&payload);
+                let indexed: Vec<EvidenceRef> = index
+                    .iter()
+                    .filter(|f| f.event_id == e.id)
+                    .map(|f| EvidenceRef {
+                        sha256: f.sha256.clone(),
+                        size: u64::try_from(f.size).unwrap_or(0),
+                        name: f.original_name.clone(),
+                    })
+                    .collect();
+                if recorded != indexed {
+                    findings.push(AuditFinding {
+                        item_id: it.id,
+                        fault: ChainFault::EvidenceRecordMismatch {
+                            event_id: e.id,
+                            seq: e.seq,
+                        },
+                    });
+                }
+                if check_files {
+                    for f in &recorded {
+                        let fault = match evidence_files::rehash(&self.evidence_dir, &f.sha256) {
+                            None => Some(ChainFault::EvidenceFileMissing {
+                                event_id: e.id,
+                                sha256: f.sha256.clone(),
+                            }),
+                            Some(h) if h != f.sha256 => Some(ChainFault::EvidenceFileChanged {
+                                event_id: e.id,
+                                sha256: f.sha256.clone(),
+                            }),
+                            Some(_) => None,
+                        };
+                        if let Some(fault) = fault {
+                            findings.push(AuditFinding {
+                                item_id: it.id,
+                                fault,
+                            });
+                        }
+                    }
+                }
+            }
             let links: Vec<StoredLink> = rows
                 .into_iter()
                 .map(|e| StoredLink {
@@ -1048,6 +1092,14 @@ impl Store {
     pub async fn execute_unprepared(&self, sql: &str) -> Result<u64> {
         Ok(self.db.execute_unprepared(sql).await?.rows_affected())
     }
+}
+
+/// The evidence an event recorded, from its hashed payload.
+fn recorded_evidence(payload: &serde_json::Value) -> Vec<EvidenceRef> {
+    payload
+        .get("evidence_files")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
 }
 
 fn unit_from(m: &unit::Model) -> Unit {

@@ -362,7 +362,7 @@ async fn storyline(db: &TestDb) {
         at("2026-03-10"),
         "microseconds survive the round trip"
     );
-    let (items, events, findings) = store.audit_verify().await.unwrap();
+    let (items, events, findings) = store.audit_verify(true).await.unwrap();
     assert_eq!((items, findings.len()), (2, 0), "{findings:?}");
     assert_eq!(events, 10 + 5);
 
@@ -393,7 +393,7 @@ async fn storyline(db: &TestDb) {
         ))
         .await
         .unwrap();
-    let (_, _, findings) = store.audit_verify().await.unwrap();
+    let (_, _, findings) = store.audit_verify(true).await.unwrap();
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].item_id, m.id);
     assert_eq!(
@@ -408,7 +408,7 @@ async fn storyline(db: &TestDb) {
         .execute_unprepared(&format!("DELETE FROM events WHERE id = {last}"))
         .await
         .unwrap();
-    let (_, _, findings) = store.audit_verify().await.unwrap();
+    let (_, _, findings) = store.audit_verify(true).await.unwrap();
     assert!(
         findings
             .iter()
@@ -495,7 +495,7 @@ async fn stale_version_is_a_conflict_not_a_lost_update() {
             2 + applied,
             "created(1) + assigned(1) + applied"
         );
-        let (_, _, findings) = store.audit_verify().await.unwrap();
+        let (_, _, findings) = store.audit_verify(true).await.unwrap();
         assert!(findings.is_empty(), "{findings:?}");
         store.close().await.unwrap();
         store2.close().await.unwrap();
