@@ -36,7 +36,10 @@ pub async fn run(app: &App, dir: Option<PathBuf>) -> CliResult {
         format!("sqlite://{}", db_path.display()),
         dir.join("evidence"),
     );
-    let store = Store::connect(&settings).await.lang(lang)?;
+    let store = Store::connect(&settings)
+        .await
+        .lang(lang)?
+        .with_planner(crate::remind_cmd::planner(app));
     store.migrate().await.lang(lang)?;
 
     let today = app.today();
@@ -472,6 +475,31 @@ pub async fn run(app: &App, dir: Option<PathBuf>) -> CliResult {
     .lang(lang)?;
     let _ = (m6, m7);
 
+    // Reminder passes at a few moments from today on: digests, overdue reminders, escalation
+    // and a supervision notice land as .eml files in the demo folder.
+    let mail_dir = dir.join("mail");
+    let dispatcher = crate::remind_cmd::dispatcher_with(
+        app,
+        store.clone(),
+        &rectify_notifier::TransportConfig::File {
+            dir: mail_dir.clone(),
+        },
+    )?;
+    let cal = crate::commands::calendar_for(app);
+    let mut pass_day = cal.next_working_day_on_or_after(today);
+    let mut passes = Vec::new();
+    for step in [0i64, 3, 5, 4] {
+        pass_day = cal.add_working_days(pass_day, step);
+        let at = pass_day
+            .and_hms_opt(9, 30, 0)
+            .and_then(|t| t.and_local_timezone(app.tz).single())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or(app.now);
+        let report = dispatcher.plan_pass(at, false).await.lang(lang)?;
+        let sent = dispatcher.deliver(at, "demo").await.lang(lang)?;
+        passes.push((pass_day, report.messages.len(), sent.sent));
+    }
+
     let items = store.list_items(&ItemFilter::default()).await.lang(lang)?;
     let overdue = store
         .list_items(&ItemFilter {
@@ -488,6 +516,10 @@ pub async fn run(app: &App, dir: Option<PathBuf>) -> CliResult {
     match lang {
         Lang::Zh => {
             println!("\n演示数据库:{db}");
+            for (day, queued, sent) in &passes {
+                println!("{day} 提醒:生成 {queued} 封,发出 {sent} 封");
+            }
+            println!("邮件(.eml):{}", mail_dir.display());
             println!("逾期事项:{} 项", overdue.len());
             println!(
                 "试试:rectify --database sqlite://{db} item history {}",
@@ -498,6 +530,10 @@ pub async fn run(app: &App, dir: Option<PathBuf>) -> CliResult {
         }
         Lang::En => {
             println!("\ndemo database: {db}");
+            for (day, queued, sent) in &passes {
+                println!("{day} reminders: {queued} queued, {sent} sent");
+            }
+            println!("mail (.eml): {}", mail_dir.display());
             println!("overdue items: {}", overdue.len());
             println!(
                 "try: rectify --database sqlite://{db} item history {}",

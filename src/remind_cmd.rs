@@ -86,8 +86,17 @@ fn transport(app: &App) -> TransportConfig {
 }
 
 pub fn dispatcher(app: &App, store: Store) -> CliResult<Dispatcher> {
+    dispatcher_with(app, store, &transport(app))
+}
+
+/// A dispatcher with an explicit transport (the demo writes its mail into its own folder).
+pub fn dispatcher_with(
+    app: &App,
+    store: Store,
+    transport: &TransportConfig,
+) -> CliResult<Dispatcher> {
     let planner = planner(app);
-    let mailer = Mailer::new(&transport(app)).map_err(|e| {
+    let mailer = Mailer::new(transport).map_err(|e| {
         CliError::bad(
             app.lang,
             format!("邮件设置有误:{e}"),
