@@ -831,3 +831,12 @@ fn other_bad_values_are_refused() {
         assert_mentions(&err, parts);
     }
 }
+
+#[test]
+fn the_readme_shows_the_complete_example_file() {
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(rectify_config::EXAMPLE_TOML),
+        "README.md must contain config/rectify.example.toml verbatim; copy it again"
+    );
+}
