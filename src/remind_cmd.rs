@@ -361,15 +361,38 @@ pub async fn serve(app: &App, log_format: Option<String>) -> CliResult {
             );
         }
     }
+    let stats = Arc::new(Stats::default());
+    let http_stop = Arc::new(tokio::sync::Notify::new());
+    if let Some(addr) = app.settings.http.listen {
+        let bound =
+            rectify_notifier::http::spawn(addr, d.store.clone(), stats.clone(), http_stop.clone())
+                .await
+                .map_err(|e| {
+                    CliError::bad(
+                        app.lang,
+                        format!(
+                            "无法在 {addr} 上提供 /healthz 和 /metrics:{e};请检查 [http] listen"
+                        ),
+                        format!(
+                            "cannot serve /healthz and /metrics on {addr}: {e}; check [http] listen"
+                        ),
+                    )
+                })?;
+        tracing::info!(%bound, "serving /healthz and /metrics");
+    }
+    let listen_url = (app.settings.database.backend() == rectify_config::DatabaseBackend::Postgres)
+        .then(|| app.settings.database.url.clone());
     let service = Service {
         dispatcher: d,
         schedules,
         clock,
         notify: Arc::new(tokio::sync::Notify::new()),
         poll: Duration::from_secs(60),
-        stats: Arc::new(Stats::default()),
+        stats,
+        listen_url,
     };
     service.run(shutdown_signal()).await.lang(app.lang)?;
+    http_stop.notify_waiters();
     Ok(())
 }
 

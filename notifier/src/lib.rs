@@ -4,6 +4,7 @@
 //! and outbox rows through the store, and sends mail outside any transaction.
 
 pub mod dispatch;
+pub mod http;
 pub mod jobs;
 pub mod mail;
 pub mod render;

@@ -72,6 +72,9 @@ pub struct Stats {
     pub skipped: std::sync::atomic::AtomicU64,
     pub retried: std::sync::atomic::AtomicU64,
     pub last_pass_unix: std::sync::atomic::AtomicI64,
+    /// Delivery time, for the send-latency summary.
+    pub send_micros: std::sync::atomic::AtomicU64,
+    pub send_count: std::sync::atomic::AtomicU64,
 }
 
 pub struct Service {
@@ -82,6 +85,8 @@ pub struct Service {
     pub notify: Arc<Notify>,
     pub poll: Duration,
     pub stats: Arc<Stats>,
+    /// PostgreSQL URL to LISTEN on for plan changes made by any process; `None` polls only.
+    pub listen_url: Option<String>,
 }
 
 impl Service {
@@ -142,6 +147,14 @@ impl Service {
                         .skipped
                         .fetch_add(report.skipped.len() as u64, Relaxed);
                     self.stats.last_pass_unix.store(now.timestamp(), Relaxed);
+                    let quiet = report.messages.is_empty() && report.skipped.is_empty();
+                    if quiet {
+                        tracing::debug!(
+                            not_run = report.not_run.as_deref().unwrap_or(""),
+                            "reminder pass: nothing due"
+                        );
+                        continue;
+                    }
                     tracing::info!(
                         messages = report.messages.len(),
                         reminders = report.reminders_queued,
@@ -156,7 +169,14 @@ impl Service {
                 }
             }
         }
+        let started = std::time::Instant::now();
         let d = self.dispatcher.deliver(now, token).await?;
+        self.stats
+            .send_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        self.stats
+            .send_count
+            .fetch_add((d.sent + d.failed + d.retried) as u64, Relaxed);
         self.stats.sent.fetch_add(d.sent as u64, Relaxed);
         self.stats.failed.fetch_add(d.failed as u64, Relaxed);
         self.stats.retried.fetch_add(d.retried as u64, Relaxed);
@@ -203,6 +223,9 @@ impl Service {
             Utc::now().timestamp_nanos_opt().unwrap_or(0)
         );
         tokio::pin!(shutdown);
+        if let Some(url) = self.listen_url.clone() {
+            tokio::spawn(listen_for_changes(url, self.notify.clone()));
+        }
         let mut failures = 0u32;
         loop {
             match self.tick(&token).await {
@@ -233,5 +256,31 @@ impl Service {
             .unwrap_or(0);
         tracing::info!(released, "scheduler stopped");
         Ok(())
+    }
+}
+
+/// Wakes the scheduler when any process changes the plan: commands run `pg_notify` in their
+/// transaction. Reconnects with backoff; polling covers any gap.
+async fn listen_for_changes(url: String, notify: Arc<Notify>) {
+    use rectify_schema::sea_orm::sqlx::postgres::PgListener;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match PgListener::connect(&url).await {
+            Ok(mut l) => {
+                if l.listen(rectify_schema::PLAN_CHANNEL).await.is_ok() {
+                    wait = Duration::from_millis(500);
+                    tracing::info!("listening for plan changes");
+                    while let Ok(_n) = l.recv().await {
+                        notify.notify_one();
+                    }
+                }
+                tracing::warn!(
+                    "plan-change listener lost its connection; polling until it is back"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for plan changes; polling"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
     }
 }

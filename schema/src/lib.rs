@@ -15,7 +15,7 @@ pub mod testing;
 pub use sea_orm;
 
 pub use error::{ErrorClass, StoreError};
-pub use reminders::{Directory, NewMessage, Planner};
+pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner};
 pub use store::{
     AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,
 };

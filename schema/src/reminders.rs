@@ -22,6 +22,9 @@ use crate::entity::{item, job, operator, outbox, reminder};
 use crate::error::StoreError;
 use crate::store::{Result, Store, now_for_store};
 
+/// The PostgreSQL channel on which plan changes are announced.
+pub const PLAN_CHANNEL: &str = "rectify_plan";
+
 /// What the store needs to plan reminders: the policy, the work calendar and the time zone.
 #[derive(Clone, Debug)]
 pub struct Planner {
@@ -143,6 +146,11 @@ impl Store {
                 .exec(txn)
                 .await?;
         }
+        if self.backend() == DbBackend::Postgres {
+            // Delivered on commit: wakes every `serve` instance listening.
+            txn.execute_unprepared(&format!("NOTIFY {PLAN_CHANNEL}"))
+                .await?;
+        }
         if planned.is_empty() {
             return Ok(());
         }
@@ -232,6 +240,21 @@ impl Store {
             .filter(reminder::Column::State.eq("pending"))
             .count(&self.db)
             .await?)
+    }
+
+    /// Messages waiting to be sent (the outbox depth).
+    pub async fn outbox_depth(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::State.is_in(["pending", "sending"]))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// A cheap round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await?;
+        Ok(())
     }
 
     /// The earliest date a pending reminder is due, for the scheduler's sleep.
