@@ -4,6 +4,7 @@
 //! Architecture invariant: the store never decides a rule. It asks `rectify_engine` and persists
 //! what the engine returned. It never updates or deletes an event row.
 
+pub mod bulk;
 pub mod entity;
 pub mod error;
 pub mod evidence_files;
@@ -11,6 +12,7 @@ pub mod migration;
 pub mod store;
 pub mod testing;
 
+pub use bulk::{Bulk, EventRow};
 pub use error::{ErrorClass, StoreError};
 pub use store::{
     AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,
