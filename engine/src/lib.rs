@@ -10,6 +10,7 @@ pub mod lang;
 pub mod light;
 pub mod model;
 pub mod offset;
+pub mod replay;
 pub mod text;
 pub mod transition;
 
