@@ -165,6 +165,9 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             Ok(())
         }
         Cmd::Demo { dir } => crate::demo::run(app, dir).await,
+        Cmd::Import(c) => crate::import_cmd::run(app, c).await,
+        Cmd::Export(c) => crate::export::run(app, c).await,
+        Cmd::Report(a) => crate::report::run(app, a).await,
     }
 }
 

@@ -5,7 +5,11 @@ mod cli;
 mod commands;
 mod demo;
 mod error;
+mod export;
+mod import_cmd;
 mod output;
+mod report;
+mod sheet;
 
 use clap::Parser;
 
