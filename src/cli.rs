@@ -173,6 +173,14 @@ pub enum Cmd {
     /// The mail outbox.
     #[command(subcommand)]
     Outbox(OutboxCmd),
+    /// Import items from a notice, meeting minutes or a ledger (one transaction).
+    #[command(subcommand)]
+    Import(crate::import_cmd::ImportCmd),
+    /// Export a ledger (.xlsx or .csv).
+    #[command(subcommand)]
+    Export(crate::export::ExportCmd),
+    /// Progress report: totals, units ranked, item tree, red list (md, html, xlsx).
+    Report(crate::report::ReportArgs),
     /// Build a demo database in a folder of its own and walk items through their life.
     Demo {
         /// Folder for the demo (default: ./rectify-demo). An earlier demo there is replaced.

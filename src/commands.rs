@@ -174,6 +174,9 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
         Cmd::Remind(c) => crate::remind_cmd::remind(app, c).await,
         Cmd::Outbox(c) => crate::remind_cmd::outbox(app, c).await,
         Cmd::Demo { dir } => crate::demo::run(app, dir).await,
+        Cmd::Import(c) => crate::import_cmd::run(app, c).await,
+        Cmd::Export(c) => crate::export::run(app, c).await,
+        Cmd::Report(a) => crate::report::run(app, a).await,
     }
 }
 

@@ -5,8 +5,12 @@ mod cli;
 mod commands;
 mod demo;
 mod error;
+mod export;
+mod import_cmd;
 mod output;
 mod remind_cmd;
+mod report;
+mod sheet;
 
 use clap::Parser;
 

@@ -46,7 +46,9 @@ fn parse_args() -> Args {
             "--bin" => a.bin = it.next().map(PathBuf::from).unwrap_or(a.bin),
             "ALL" => {}
             other => {
-                eprintln!("unknown argument `{other}`: use [--quick] [--pg URL] [--bin PATH] [ALL]");
+                eprintln!(
+                    "unknown argument `{other}`: use [--quick] [--pg URL] [--bin PATH] [ALL]"
+                );
                 std::process::exit(2);
             }
         }
@@ -100,7 +102,10 @@ async fn generate(store: &Store, units: usize, items: usize, due_now: usize) {
     for u in 0..units {
         let sql = format!(
             "INSERT INTO units (code, name, parent_code, emails, leader, leader_email, aliases, created_at) VALUES ({}, {}, NULL, {}, NULL, NULL, '[]', {})",
-            ph(b, 1), ph(b, 2), ph(b, 3), ph(b, 4)
+            ph(b, 1),
+            ph(b, 2),
+            ph(b, 3),
+            ph(b, 4)
         );
         txn.execute_raw(Statement::from_sql_and_values(
             b,
@@ -135,11 +140,28 @@ async fn generate(store: &Store, units: usize, items: usize, due_now: usize) {
             item_rows.push(format!(
                 "({i}, 'B1', NULL, '{i}', '事项{i}', '{unit}', '[]', NULL, '{due}', 'in_progress', 3, 1, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '{t}', '{t}', '{t}', NULL, NULL, NULL, 2, 'x')"
             ));
-            let send_on = if i <= due_now { today() } else { due - chrono::Duration::days(3) };
-            rem_rows.push(format!("({i}, 'before', 1, 1, '{send_on}', 'pending', NULL, NULL, '{t}', '{t}')"));
-            rem_rows.push(format!("({i}, 'on_due', 0, 1, '{due}', 'pending', NULL, NULL, '{t}', '{t}')"));
+            let send_on = if i <= due_now {
+                today()
+            } else {
+                due - chrono::Duration::days(3)
+            };
+            rem_rows.push(format!(
+                "({i}, 'before', 1, 1, '{send_on}', 'pending', NULL, NULL, '{t}', '{t}')"
+            ));
+            rem_rows.push(format!(
+                "({i}, 'on_due', 0, 1, '{due}', 'pending', NULL, NULL, '{t}', '{t}')"
+            ));
         }
-        let ts = |s: &str| if b == DbBackend::Postgres { s.replace("'2026-02-01 00:00:00+00:00'", "'2026-02-01 00:00:00+00:00'::timestamptz") } else { s.to_string() };
+        let ts = |s: &str| {
+            if b == DbBackend::Postgres {
+                s.replace(
+                    "'2026-02-01 00:00:00+00:00'",
+                    "'2026-02-01 00:00:00+00:00'::timestamptz",
+                )
+            } else {
+                s.to_string()
+            }
+        };
         txn.execute_unprepared(&ts(&format!(
             "INSERT INTO items (id, round_code, parent_id, number, title, lead_unit, co_units, leader, deadline, state, version, deadline_version, send_backs, reassignments, cadence, ext_to, ext_reason, ext_requested_by, merged_into, progress_percent, last_progress, created_at, assigned_at, acknowledged_at, last_progress_at, submitted_at, closed_at, head_seq, head_hash) VALUES {}",
             item_rows.join(",")
@@ -156,7 +178,11 @@ async fn generate(store: &Store, units: usize, items: usize, due_now: usize) {
         id += n;
     }
     if b == DbBackend::Postgres {
-        db.execute_unprepared("SELECT setval(pg_get_serial_sequence('items','id'), (SELECT max(id) FROM items))").await.ok();
+        db.execute_unprepared(
+            "SELECT setval(pg_get_serial_sequence('items','id'), (SELECT max(id) FROM items))",
+        )
+        .await
+        .ok();
         db.execute_unprepared("ANALYZE").await.ok();
     } else {
         db.execute_unprepared("ANALYZE").await.ok();
@@ -211,14 +237,26 @@ fn vm_hwm_kib(pid: u32) -> Option<i64> {
         .ok()
 }
 
-async fn idle_pass(rows: &mut Vec<Row>, sizes: &[usize], reps: usize, label: &str, url_for: &dyn Fn(&Path) -> String) {
+async fn idle_pass(
+    rows: &mut Vec<Row>,
+    sizes: &[usize],
+    reps: usize,
+    label: &str,
+    url_for: &dyn Fn(&Path) -> String,
+) {
     let mut medians = Vec::new();
     for &n in sizes {
         let dir = tmpdir(&format!("idle{n}"));
         let url = url_for(&dir);
         let store = open(&url, &dir).await;
         generate(&store, 200, n, 0).await;
-        let d = dispatcher(store.clone(), TransportConfig::File { dir: dir.join("mail") }, 4);
+        let d = dispatcher(
+            store.clone(),
+            TransportConfig::File {
+                dir: dir.join("mail"),
+            },
+            4,
+        );
         let mut times = Vec::new();
         for _ in 0..reps {
             let t = Instant::now();
@@ -231,8 +269,16 @@ async fn idle_pass(rows: &mut Vec<Row>, sizes: &[usize], reps: usize, label: &st
         rows.push(Row {
             scenario: format!("idle pass, {n} open items ({label})"),
             measured: format!("{med:.2} ms (min {min:.2}, max {max:.2})"),
-            target: if n >= 1_000_000 { "≤ 5 ms median".into() } else { "-".into() },
-            verdict: if n >= 1_000_000 { verdict(med <= 5.0) } else { "-".into() },
+            target: if n >= 1_000_000 {
+                "≤ 5 ms median".into()
+            } else {
+                "-".into()
+            },
+            verdict: if n >= 1_000_000 {
+                verdict(med <= 5.0)
+            } else {
+                "-".into()
+            },
         });
         let _ = store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -267,7 +313,16 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let before = children_maxrss_kib();
     let t = Instant::now();
     let out = Command::new(&args.bin)
-        .args(["--database", &url, "--format", "json", "remind", "run", "--at", &pass_time().to_rfc3339()])
+        .args([
+            "--database",
+            &url,
+            "--format",
+            "json",
+            "remind",
+            "run",
+            "--at",
+            &pass_time().to_rfc3339(),
+        ])
         .env("RECTIFY_MAIL_TRANSPORT", "smtp")
         .env("RECTIFY_SMTP_HOST", "127.0.0.1")
         .env("RECTIFY_SMTP_PORT", smtp.port().to_string())
@@ -283,11 +338,24 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let out = match out {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            rows.push(Row { scenario: "due pass".into(), measured: format!("failed: {}", String::from_utf8_lossy(&o.stderr)), target: "-".into(), verdict: "MISSED".into() });
+            rows.push(Row {
+                scenario: "due pass".into(),
+                measured: format!("failed: {}", String::from_utf8_lossy(&o.stderr)),
+                target: "-".into(),
+                verdict: "MISSED".into(),
+            });
             return;
         }
         Err(e) => {
-            rows.push(Row { scenario: "due pass".into(), measured: format!("cannot run {}: {e} (build it with cargo build --release)", args.bin.display()), target: "-".into(), verdict: "MISSED".into() });
+            rows.push(Row {
+                scenario: "due pass".into(),
+                measured: format!(
+                    "cannot run {}: {e} (build it with cargo build --release)",
+                    args.bin.display()
+                ),
+                target: "-".into(),
+                verdict: "MISSED".into(),
+            });
             return;
         }
     };
@@ -298,7 +366,9 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let emails_per_s = got as f64 / wall;
     rows.push(Row {
         scenario: format!("due pass: {items} items, {units} units (binary, from process start)"),
-        measured: format!("{wall:.2} s, {per_s:.0} items/s, {got} digests received ({sent} reported sent)"),
+        measured: format!(
+            "{wall:.2} s, {per_s:.0} items/s, {got} digests received ({sent} reported sent)"
+        ),
         target: "≤ 2 s, ≥ 5000 items/s".into(),
         verdict: verdict(wall <= 2.0 && got == units),
     });
@@ -347,7 +417,10 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let ratio = emails_per_s / ref_rate;
     rows.push(Row {
         scenario: "due pass emails/s vs trivial messages (same transport, same connections)".into(),
-        measured: format!("{emails_per_s:.0}/s vs {ref_rate:.0}/s = {:.0}%", ratio * 100.0),
+        measured: format!(
+            "{emails_per_s:.0}/s vs {ref_rate:.0}/s = {:.0}%",
+            ratio * 100.0
+        ),
         target: "≥ 50%".into(),
         verdict: verdict(ratio >= 0.5),
     });
@@ -358,24 +431,46 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
 async fn commands(rows: &mut Vec<Row>, n: usize, label: &str, url: &str, dir: &Path) {
     let store = open(url, dir).await;
     generate(&store, 10, n, 0).await;
-    let admin = Actor { name: "bench".into(), role: Role::Admin, unit: None };
+    let admin = Actor {
+        name: "bench".into(),
+        role: Role::Admin,
+        unit: None,
+    };
     let t = Instant::now();
     for i in 1..=n {
         store
-            .apply(i as i64, &Cmd::Progress { note: format!("进展{i}"), percent: Some(50), evidence: vec![] }, &admin, pass_time(), today())
+            .apply(
+                i as i64,
+                &Cmd::Progress {
+                    note: format!("进展{i}"),
+                    percent: Some(50),
+                    evidence: vec![],
+                },
+                &admin,
+                pass_time(),
+                today(),
+            )
             .await
             .expect("apply");
     }
     let cmd_rate = n as f64 / t.elapsed().as_secs_f64();
     let db = store.db();
-    db.execute_unprepared("CREATE TABLE IF NOT EXISTS bench_raw (id BIGINT PRIMARY KEY, note TEXT)").await.expect("raw table");
+    db.execute_unprepared(
+        "CREATE TABLE IF NOT EXISTS bench_raw (id BIGINT PRIMARY KEY, note TEXT)",
+    )
+    .await
+    .expect("raw table");
     let b = store.backend();
     let t = Instant::now();
     for i in 0..n {
         let txn = db.begin().await.expect("begin");
         txn.execute_raw(Statement::from_sql_and_values(
             b,
-            format!("INSERT INTO bench_raw (id, note) VALUES ({}, {})", ph(b, 1), ph(b, 2)),
+            format!(
+                "INSERT INTO bench_raw (id, note) VALUES ({}, {})",
+                ph(b, 1),
+                ph(b, 2)
+            ),
             [(i as i64).into(), format!("进展{i}").into()],
         ))
         .await
@@ -411,12 +506,19 @@ async fn service_memory(rows: &mut Vec<Row>, args: &Args, n: usize) {
         .stderr(Stdio::null())
         .spawn();
     let Ok(mut child) = child else {
-        rows.push(Row { scenario: "service memory".into(), measured: "cannot start the binary".into(), target: "-".into(), verdict: "MISSED".into() });
+        rows.push(Row {
+            scenario: "service memory".into(),
+            measured: "cannot start the binary".into(),
+            target: "-".into(),
+            verdict: "MISSED".into(),
+        });
         return;
     };
     tokio::time::sleep(Duration::from_secs(5)).await;
     let hwm = vm_hwm_kib(child.id()).unwrap_or(-1);
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let _ = child.wait();
     rows.push(Row {
         scenario: format!("serve idle, {n} open items: peak RSS"),
@@ -427,20 +529,36 @@ async fn service_memory(rows: &mut Vec<Row>, args: &Args, n: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn pg_db(admin: &str) -> Option<(String, impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>)> {
+async fn pg_db(
+    admin: &str,
+) -> Option<(
+    String,
+    impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+)> {
     let name = format!("rectify_bench_{}", std::process::id());
-    let db = rectify_schema::sea_orm::Database::connect(admin).await.ok()?;
-    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}")).await.ok();
-    db.execute_unprepared(&format!("CREATE DATABASE {name}")).await.ok()?;
+    let db = rectify_schema::sea_orm::Database::connect(admin)
+        .await
+        .ok()?;
+    db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .ok();
+    db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .ok()?;
     let url = rectify_schema::testing::with_database(admin, &name);
     let admin = admin.to_string();
-    Some((url, move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
-        Box::pin(async move {
-            if let Ok(db) = rectify_schema::sea_orm::Database::connect(admin.as_str()).await {
-                let _ = db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-            }
-        })
-    }))
+    Some((
+        url,
+        move || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+            Box::pin(async move {
+                if let Ok(db) = rectify_schema::sea_orm::Database::connect(admin.as_str()).await {
+                    let _ = db
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            })
+        },
+    ))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -449,26 +567,59 @@ async fn main() {
     let started = Instant::now();
     let mut rows = Vec::new();
     let sqlite = |dir: &Path| format!("sqlite://{}", dir.join("rectify.db").display());
-    let sizes: Vec<usize> = if args.quick { vec![10_000] } else { vec![10_000, 100_000, 1_000_000] };
+    let sizes: Vec<usize> = if args.quick {
+        vec![10_000]
+    } else {
+        vec![10_000, 100_000, 1_000_000]
+    };
     let reps = if args.quick { 5 } else { 15 };
     idle_pass(&mut rows, &sizes, reps, "SQLite", &sqlite).await;
-    due_pass(&mut rows, &args, if args.quick { 2_000 } else { 10_000 }, if args.quick { 40 } else { 200 }).await;
+    due_pass(
+        &mut rows,
+        &args,
+        if args.quick { 2_000 } else { 10_000 },
+        if args.quick { 40 } else { 200 },
+    )
+    .await;
     {
         let dir = tmpdir("cmd");
-        commands(&mut rows, if args.quick { 300 } else { 2_000 }, "SQLite", &sqlite(&dir), &dir).await;
+        commands(
+            &mut rows,
+            if args.quick { 300 } else { 2_000 },
+            "SQLite",
+            &sqlite(&dir),
+            &dir,
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    service_memory(&mut rows, &args, if args.quick { 10_000 } else { 1_000_000 }).await;
+    service_memory(
+        &mut rows,
+        &args,
+        if args.quick { 10_000 } else { 1_000_000 },
+    )
+    .await;
     if let Some(pg) = &args.pg {
         if let Some((url, drop)) = pg_db(pg).await {
             let u = url.clone();
-            let n = if args.quick { vec![10_000] } else { vec![10_000, 100_000] };
+            let n = if args.quick {
+                vec![10_000]
+            } else {
+                vec![10_000, 100_000]
+            };
             idle_pass(&mut rows, &n, reps, "PostgreSQL", &move |_| u.clone()).await;
             drop().await;
         }
         if let Some((url, drop)) = pg_db(pg).await {
             let dir = tmpdir("pgcmd");
-            commands(&mut rows, if args.quick { 300 } else { 2_000 }, "PostgreSQL", &url, &dir).await;
+            commands(
+                &mut rows,
+                if args.quick { 300 } else { 2_000 },
+                "PostgreSQL",
+                &url,
+                &dir,
+            )
+            .await;
             drop().await;
         }
     }
@@ -476,8 +627,15 @@ async fn main() {
     println!("| scenario | measured | target | verdict |");
     println!("|---|---|---|---|");
     for r in &rows {
-        println!("| {} | {} | {} | {} |", r.scenario, r.measured, r.target, r.verdict);
+        println!(
+            "| {} | {} | {} | {} |",
+            r.scenario, r.measured, r.target, r.verdict
+        );
     }
     println!();
-    println!("total runner time: {:.1} s{}", started.elapsed().as_secs_f64(), if args.quick { " (--quick)" } else { "" });
+    println!(
+        "total runner time: {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        if args.quick { " (--quick)" } else { "" }
+    );
 }

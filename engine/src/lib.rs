@@ -11,6 +11,7 @@ pub mod light;
 pub mod model;
 pub mod offset;
 pub mod remind;
+pub mod replay;
 pub mod text;
 pub mod transition;
 

@@ -4,6 +4,7 @@
 //! Architecture invariant: the store never decides a rule. It asks `rectify_engine` and persists
 //! what the engine returned. It never updates or deletes an event row.
 
+pub mod bulk;
 pub mod entity;
 pub mod error;
 pub mod evidence_files;
@@ -14,6 +15,7 @@ pub mod testing;
 
 pub use sea_orm;
 
+pub use bulk::{Bulk, EventRow};
 pub use error::{ErrorClass, StoreError};
 pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner};
 pub use store::{

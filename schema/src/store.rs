@@ -132,7 +132,7 @@ pub fn now_for_store(now: DateTime<Utc>) -> DateTime<Utc> {
     chain::truncate_to_micros(now)
 }
 
-fn json_list(v: &[String]) -> String {
+pub(crate) fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
 }
 
@@ -140,7 +140,7 @@ fn parse_list(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str, what: &str) -> Result<T> {
+pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str, what: &str) -> Result<T> {
     s.parse::<T>().map_err(|e| {
         StoreError::Db(sea_orm::DbErr::Custom(format!(
             "stored {what} `{s}` is not readable ({e}); the database was edited by hand"
@@ -153,7 +153,7 @@ pub fn to_item_pub(m: &item::Model) -> Result<Item> {
     to_item(m)
 }
 
-fn to_item(m: &item::Model) -> Result<Item> {
+pub(crate) fn to_item(m: &item::Model) -> Result<Item> {
     let pending_extension = match (&m.ext_to, &m.ext_reason, &m.ext_requested_by) {
         (Some(to), Some(reason), Some(by)) => Some(PendingExtension {
             to: NaiveDate::parse_from_str(to, "%Y-%m-%d").map_err(|_| {
@@ -643,7 +643,7 @@ impl Store {
     }
 
     /// Appends one event to an item's chain; returns the new head.
-    async fn append_event(
+    pub(crate) async fn append_event(
         &self,
         txn: &DatabaseTransaction,
         item_id: i64,
@@ -745,22 +745,51 @@ impl Store {
     ) -> Result<Item> {
         let now = now_for_store(now);
         let model = self.get_item_model(id).await?;
-        let current = to_item(&model)?;
+        let (current, outcome) = self
+            .decide(&self.db, &model, command, actor, now, today)
+            .await?;
+        failpoint_delay();
+        let txn = self.db.begin().await?;
+        match self
+            .write_decided(&txn, &model, &current, &outcome, command, actor, now, today)
+            .await
+        {
+            Ok(()) => {
+                txn.commit().await?;
+                Ok(outcome.item)
+            }
+            Err(e) => {
+                txn.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Looks up the facts the engine needs (units named, merge target, open children) on `conn`
+    /// and lets the engine decide. Writes nothing.
+    pub(crate) async fn decide<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        model: &item::Model,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<(Item, Outcome)> {
+        let id = model.id;
+        let current = to_item(model)?;
         match command {
             Command::Assign {
                 lead_unit,
                 co_units,
                 ..
-            } => {
-                self.check_units(std::iter::once(lead_unit).chain(co_units.iter()))
-                    .await?
-            }
-            Command::Reassign { lead_unit, .. } => self.check_units([lead_unit]).await?,
+            } => check_units_on(conn, std::iter::once(lead_unit).chain(co_units.iter())).await?,
+            Command::Reassign { lead_unit, .. } => check_units_on(conn, [lead_unit]).await?,
             Command::Cancel {
                 merged_into: Some(target),
                 ..
             } if *target != id => {
-                self.get_item(*target).await.map_err(|e| match e {
+                item_model_on(conn, *target).await.map_err(|e| match e {
                     StoreError::NotFound { key, .. } => StoreError::NotFound {
                         what: "merge target",
                         key,
@@ -771,7 +800,7 @@ impl Store {
             _ => {}
         }
         let open_children = match command {
-            Command::Close { .. } | Command::Finish { .. } => self.open_children(id).await?,
+            Command::Close { .. } | Command::Finish { .. } => open_children_on(conn, id).await?,
             _ => 0,
         };
         let ctx = Ctx {
@@ -780,13 +809,28 @@ impl Store {
             open_children,
         };
         let outcome = rectify_engine::transition(&current, command, actor, &ctx)?;
-        failpoint_delay();
+        Ok((current, outcome))
+    }
 
-        let txn = self.db.begin().await?;
+    /// Persists what the engine decided inside `txn`: the item row (with the version check that
+    /// turns a concurrent change into [`StoreError::Conflict`]), the event, the extension rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn write_decided(
+        &self,
+        txn: &DatabaseTransaction,
+        model: &item::Model,
+        current: &Item,
+        outcome: &Outcome,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<()> {
+        let id = model.id;
         // The version check comes first: it takes the write lock (SQLite) or the row lock
         // (PostgreSQL) before anything else is read or written.
         let seq = model.head_seq + 1;
-        let payload = stored_payload(&outcome);
+        let payload = stored_payload(outcome);
         let evidence_hashes: Vec<String> = outcome
             .event
             .evidence
@@ -808,21 +852,20 @@ impl Store {
             .set(item_columns(&outcome.item, seq, &head_hash))
             .filter(item::Column::Id.eq(id))
             .filter(item::Column::Version.eq(current.version))
-            .exec(&txn)
+            .exec(txn)
             .await?;
         if updated.rows_affected != 1 {
-            txn.rollback().await?;
             return Err(StoreError::Conflict { item: id });
         }
         let (_, written_hash) = self
-            .append_event(&txn, id, model.head_seq, &model.head_hash, &outcome)
+            .append_event(txn, id, model.head_seq, &model.head_hash, outcome)
             .await?;
         debug_assert_eq!(written_hash, head_hash);
-        self.record_extension(&txn, &current, &outcome, command, actor, now)
+        self.record_extension(txn, current, outcome, command, actor, now)
             .await?;
-        self.replan(&txn, &outcome.item, today, now).await?;
-        txn.commit().await?;
-        Ok(outcome.item)
+        // Reminders are re-planned in the same transaction as the command (imports too).
+        self.replan(txn, &outcome.item, today, now).await?;
+        Ok(())
     }
 
     /// Keeps the extensions table (the office's list of requests and decisions) in step.
@@ -1102,7 +1145,48 @@ fn recorded_evidence(payload: &serde_json::Value) -> Vec<EvidenceRef> {
         .unwrap_or_default()
 }
 
-fn unit_from(m: &unit::Model) -> Unit {
+/// Checks that every unit named exists, reading on `conn` (a transaction sees its own writes).
+pub(crate) async fn check_units_on<'a, C: ConnectionTrait>(
+    conn: &C,
+    units: impl IntoIterator<Item = &'a String>,
+) -> Result<()> {
+    for u in units {
+        let found = unit::Entity::find()
+            .filter(unit::Column::Code.eq(u.as_str()))
+            .one(conn)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                what: "unit",
+                key: u.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn item_model_on<C: ConnectionTrait>(conn: &C, id: ItemId) -> Result<item::Model> {
+    item::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: "item",
+            key: id.to_string(),
+        })
+}
+
+pub(crate) async fn open_children_on<C: ConnectionTrait>(conn: &C, id: ItemId) -> Result<u64> {
+    Ok(item::Entity::find()
+        .filter(item::Column::ParentId.eq(id))
+        .filter(
+            item::Column::State
+                .is_not_in([ItemState::Closed.as_str(), ItemState::Cancelled.as_str()]),
+        )
+        .count(conn)
+        .await?)
+}
+
+pub(crate) fn unit_from(m: &unit::Model) -> Unit {
     Unit {
         code: m.code.clone(),
         name: m.name.clone(),
