@@ -338,6 +338,19 @@ pub enum AuditCmd {
         /// Also re-hash every stored evidence file.
         #[arg(long)]
         evidence: bool,
+        /// Verify an audit export file instead of the database (works on any machine).
+        #[arg(long, value_name = "FILE", conflicts_with = "evidence")]
+        file: Option<PathBuf>,
+    },
+    /// Export the sealed record of an item or a round (JSON with every chain hash).
+    Export {
+        #[arg(long, value_name = "ID", conflicts_with = "round")]
+        item: Option<i64>,
+        #[arg(long, value_name = "CODE")]
+        round: Option<String>,
+        /// Output file (default: stdout).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -157,7 +157,15 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             )
             .await
         }
-        Cmd::Audit(AuditCmd::Verify { evidence }) => audit_verify(app, evidence).await,
+        Cmd::Audit(AuditCmd::Verify {
+            file: Some(file), ..
+        }) => audit_verify_file(app, &file),
+        Cmd::Audit(AuditCmd::Verify { evidence, .. }) => audit_verify(app, evidence).await,
+        Cmd::Audit(AuditCmd::Export {
+            item,
+            round,
+            output,
+        }) => audit_export(app, item, round, output).await,
         Cmd::Calendar(c) => calendar(app, c),
         Cmd::Config(ConfigCmd::Show) => {
             if let Some(f) = &app.config_file {
@@ -682,6 +690,94 @@ async fn audit_verify(app: &App, check_files: bool) -> CliResult {
         Lang::En => format!(
             "the record is broken: {} finding(s) above; the database was changed behind the tool's back; compare with a backup",
             findings.len()
+        ),
+    }))
+}
+
+async fn audit_export(
+    app: &App,
+    item: Option<i64>,
+    round: Option<String>,
+    output: Option<std::path::PathBuf>,
+) -> CliResult {
+    let store = app.open().await?;
+    let actor = app.actor(&store).await?;
+    let export = store
+        .audit_export(item, round.as_deref(), &actor.name, app.now)
+        .await
+        .lang(app.lang)?;
+    let text = serde_json::to_string_pretty(&export)
+        .map_err(|e| CliError::system(format!("cannot write the export: {e}")))?;
+    match output {
+        Some(path) => {
+            std::fs::write(&path, text + "\n").map_err(|e| {
+                CliError::bad(
+                    app.lang,
+                    format!("无法写入 {}:{e}", path.display()),
+                    format!("cannot write {}: {e}", path.display()),
+                )
+            })?;
+            match app.lang {
+                Lang::Zh => eprintln!(
+                    "已导出 {} 个事项的记录到 {};封存摘要 {}",
+                    export.items.len(),
+                    path.display(),
+                    export.seal
+                ),
+                Lang::En => eprintln!(
+                    "exported the record of {} item(s) to {}; seal {}",
+                    export.items.len(),
+                    path.display(),
+                    export.seal
+                ),
+            }
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+/// Verifies an audit export without any database: the seal and every chain.
+fn audit_verify_file(app: &App, file: &std::path::Path) -> CliResult {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CliError::bad(
+            app.lang,
+            format!("无法读取 {}:{e}", file.display()),
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    let export: rectify_engine::chain::AuditExport = serde_json::from_str(&text).map_err(|e| {
+        CliError::bad(
+            app.lang,
+            format!("{} 不是 rectify 审计导出文件:{e}", file.display()),
+            format!("{} is not a rectify audit export: {e}", file.display()),
+        )
+    })?;
+    let problems = export.verify(app.lang);
+    if problems.is_empty() {
+        let events: usize = export.items.iter().map(|i| i.events.len()).sum();
+        match app.lang {
+            Lang::Zh => println!(
+                "导出文件完整:{} 个事项、{events} 条记录,封存摘要 {}",
+                export.items.len(),
+                export.seal
+            ),
+            Lang::En => println!(
+                "export intact: {} items, {events} events, seal {}",
+                export.items.len(),
+                export.seal
+            ),
+        }
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    Err(CliError::system(match app.lang {
+        Lang::Zh => format!("导出文件未通过核验:{} 处问题(见上)", problems.len()),
+        Lang::En => format!(
+            "the export does not verify: {} problem(s) above",
+            problems.len()
         ),
     }))
 }

@@ -750,3 +750,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn megabyte_strings_are_refused() {
+    let mb = "字".repeat(1_000_000);
+    let err = create(
+        &NewItem {
+            round: "R".into(),
+            title: mb.clone(),
+            ..Default::default()
+        },
+        1,
+        &admin(),
+        &ctx("2026-03-01"),
+    )
+    .unwrap_err();
+    assert!(
+        err.message(Lang::En)
+            .starts_with("title is too long (1000000 characters; at most 2000)"),
+        "{}",
+        err.message(Lang::En)
+    );
+    let item = item_in(ItemState::InProgress);
+    let err = transition(
+        &item,
+        &Command::Progress {
+            note: mb,
+            percent: None,
+            evidence: vec![],
+        },
+        &admin(),
+        &ctx("2026-03-01"),
+    )
+    .unwrap_err();
+    assert!(err.message(Lang::En).contains("too long"));
+}

@@ -219,6 +219,14 @@ impl Dispatcher {
         let today = self.today(now);
         let due = self.store.due_reminders(today, 200_000).await?;
         if due.is_empty() {
+            // Nothing due; still tell the office about messages that could not be delivered.
+            let dir = self.store.directory().await?;
+            if let Some(m) = self.failure_report(&dir, today).await? {
+                if !dry_run {
+                    self.store.queue_message(&m, &[], now).await?;
+                }
+                report.messages.push(m);
+            }
             return Ok(report);
         }
         let mut by_item: BTreeMap<ItemId, Vec<remind::DueReminder>> = BTreeMap::new();
@@ -280,6 +288,10 @@ impl Dispatcher {
             planned.push((self.digest(&unit, &rows, &dir, &rounds, today)?, ids));
         }
 
+        if let Some(m) = self.failure_report(&dir, today).await? {
+            planned.push((m, vec![]));
+        }
+
         if !dry_run {
             self.store.skip_reminders(&report.skipped, now).await?;
             for (msg, ids) in &planned {
@@ -294,6 +306,76 @@ impl Dispatcher {
         }
         report.messages = planned.into_iter().map(|(m, _)| m).collect();
         Ok(report)
+    }
+
+    /// A message to the office listing the messages that failed permanently, once per set of
+    /// failures (the Message-ID is derived from the failed messages, so the same set is reported
+    /// once).
+    async fn failure_report(
+        &self,
+        dir: &Directory,
+        today: NaiveDate,
+    ) -> Result<Option<NewMessage>, StoreError> {
+        if dir.office_emails.is_empty() {
+            return Ok(None);
+        }
+        let failed: Vec<_> = self
+            .store
+            .list_outbox(Some("failed"))
+            .await?
+            .into_iter()
+            .filter(|m| m.kind != "failure_report")
+            .collect();
+        if failed.is_empty() {
+            return Ok(None);
+        }
+        let l = self.cfg.lang;
+        let mut ids: Vec<String> = failed.iter().map(|m| m.id.to_string()).collect();
+        ids.insert(0, "failure_report".into());
+        let parts: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let message_id = message_id(&parts);
+        if self.store.outbox_has(&message_id).await? {
+            return Ok(None);
+        }
+        let rows: Vec<String> = failed
+            .iter()
+            .map(|m| {
+                let to: Vec<String> = serde_json::from_str(&m.to_addrs).unwrap_or_default();
+                format!(
+                    "#{} {} → {}: {}",
+                    m.id,
+                    m.subject,
+                    to.join(", "),
+                    m.last_error.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        let heading = match l {
+            Lang::Zh => format!("【发送失败】{} 封提醒邮件未能送达({today})", failed.len()),
+            Lang::En => format!(
+                "[Delivery failed] {} reminder message(s) could not be delivered ({today})",
+                failed.len()
+            ),
+        };
+        let ctx = json!({
+            "heading": heading,
+            "intro": l.pick(
+                "以下邮件被收件服务器拒收,请核对单位邮箱后用 `rectify outbox retry ID` 重发:",
+                "These messages were refused by the receiving server; check the units' addresses, then resend with `rectify outbox retry ID`:"),
+            "sections": [{ "title": l.pick("未送达邮件", "Undelivered"), "rows": rows }],
+            "sender": self.cfg.sender,
+        });
+        let (text, html) = self.renderer.summary(&ctx).map_err(render_err)?;
+        Ok(Some(NewMessage {
+            message_id,
+            kind: "failure_report".into(),
+            unit_code: None,
+            to: dir.office_emails.clone(),
+            cc: vec![],
+            subject: heading,
+            body_text: text,
+            body_html: html,
+        }))
     }
 
     fn cc_for(&self, item: &Item, kind: ReminderKind, step: i64, dir: &Directory) -> Vec<String> {

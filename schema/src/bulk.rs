@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rectify_engine::{Actor, Command, Ctx, Item, ItemId, NewItem, text};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, NotSet, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 
 use crate::entity::{event, item, round, unit};
@@ -43,7 +43,7 @@ impl Store {
     pub async fn bulk(&self) -> Result<Bulk<'_>> {
         Ok(Bulk {
             store: self,
-            txn: self.db().begin().await?,
+            txn: self.begin_write().await?,
         })
     }
 

@@ -15,7 +15,7 @@ use rectify_engine::{Item, ItemId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 
 use crate::entity::{item, job, operator, outbox, reminder};
@@ -193,7 +193,7 @@ impl Store {
         let now = now_for_store(now);
         for chunk in ids.chunks(500) {
             let items = self.items_by_ids(chunk).await?;
-            let txn = self.db.begin().await?;
+            let txn = self.begin_write().await?;
             for it in items.values() {
                 self.replan(&txn, it, day, now).await?;
             }
@@ -240,6 +240,15 @@ impl Store {
             .filter(reminder::Column::State.eq("pending"))
             .count(&self.db)
             .await?)
+    }
+
+    /// Whether a message with this Message-ID was ever queued.
+    pub async fn outbox_has(&self, message_id: &str) -> Result<bool> {
+        Ok(outbox::Entity::find()
+            .filter(outbox::Column::MessageId.eq(message_id))
+            .one(&self.db)
+            .await?
+            .is_some())
     }
 
     /// Messages waiting to be sent (the outbox depth).
@@ -330,7 +339,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<i64> {
         let now = now_for_store(now);
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let existing = outbox::Entity::find()
             .filter(outbox::Column::MessageId.eq(msg.message_id.as_str()))
             .one(&txn)
@@ -430,7 +439,7 @@ impl Store {
     /// newer claim). Its reminders become sent in the same transaction.
     pub async fn mark_sent(&self, id: i64, token: &str, now: DateTime<Utc>) -> Result<bool> {
         let now = now_for_store(now);
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let r = outbox::Entity::update_many()
             .col_expr(outbox::Column::State, Expr::value("sent"))
             .col_expr(outbox::Column::SentAt, Expr::value(now))

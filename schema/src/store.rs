@@ -298,6 +298,19 @@ impl Store {
         &self.planner
     }
 
+    /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is
+    /// taken at once (waiting up to the busy timeout), so a transaction never fails half-way with
+    /// "database is locked" because another writer committed after it read.
+    pub async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        Ok(self
+            .db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?)
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
@@ -597,7 +610,7 @@ impl Store {
             }
             _ => None,
         };
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         let item = self
             .insert_created(&txn, created, assign.as_ref(), actor, &ctx)
             .await?;
@@ -749,7 +762,7 @@ impl Store {
             .decide(&self.db, &model, command, actor, now, today)
             .await?;
         failpoint_delay();
-        let txn = self.db.begin().await?;
+        let txn = self.begin_write().await?;
         match self
             .write_decided(&txn, &model, &current, &outcome, command, actor, now, today)
             .await
@@ -1129,6 +1142,72 @@ impl Store {
             });
         }
         Ok((items.len() as u64, events_checked, findings))
+    }
+
+    /// The record of one item or of a whole round, with every chain hash, sealed.
+    pub async fn audit_export(
+        &self,
+        item_id: Option<ItemId>,
+        round: Option<&str>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<chain::AuditExport> {
+        let mut q = item::Entity::find();
+        let scope = match (item_id, round) {
+            (Some(id), _) => {
+                self.get_item_model(id).await?;
+                q = q.filter(item::Column::Id.eq(id));
+                format!("item {id}")
+            }
+            (None, Some(r)) => {
+                self.find_round(r).await?;
+                q = q.filter(item::Column::RoundCode.eq(r));
+                format!("round {r}")
+            }
+            (None, None) => "all".to_string(),
+        };
+        let mut items = Vec::new();
+        for it in q.order_by_asc(item::Column::Id).all(&self.db).await? {
+            let events = event::Entity::find()
+                .filter(event::Column::ItemId.eq(it.id))
+                .order_by_asc(event::Column::Seq)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|e| chain::ExportedEvent {
+                    event_id: e.id,
+                    seq: e.seq,
+                    payload: serde_json::from_str(&e.payload)
+                        .unwrap_or(serde_json::Value::String(e.payload.clone())),
+                    evidence: parse_list(&e.evidence),
+                    kind: e.kind,
+                    actor: e.actor,
+                    at: e.at,
+                    prev_hash: e.prev_hash,
+                    hash: e.hash,
+                })
+                .collect();
+            items.push(chain::ExportedItem {
+                id: it.id,
+                round: it.round_code,
+                number: it.number,
+                title: it.title,
+                state: it.state,
+                head_seq: it.head_seq,
+                head_hash: it.head_hash,
+                events,
+            });
+        }
+        let mut export = chain::AuditExport {
+            format: chain::EXPORT_FORMAT.to_string(),
+            exported_at: now_for_store(now),
+            exported_by: by.to_string(),
+            scope,
+            items,
+            seal: String::new(),
+        };
+        export.seal = export.compute_seal();
+        Ok(export)
     }
 
     /// Runs a raw statement; for tests that tamper with the database behind the tool's back.
