@@ -260,8 +260,39 @@ fn sqlite_contention_never_says_locked() {
             other => panic!("exit {other}: {}", out.stderr),
         }
     }
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let served = finish(serve);
+    assert_eq!(served.code, 0, "{}", served.stderr);
+    assert!(!served.stderr.contains("locked"), "{}", served.stderr);
     let events: usize = ids.iter().map(|id| env.history(*id).len()).sum();
     // Each item: created, assigned, acknowledged, plus one event per successful command.
     assert_eq!(events, ids.len() * 3 + ok);
     env.audit().code(0);
+}
+
+/// Secrets never appear in `config show`, in errors or in the service's logs.
+#[test]
+fn secrets_stay_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rectify"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RECTIFY_DATABASE", "postgres://rectify:hunter2@127.0.0.1:1/nowhere")
+            .env("RECTIFY_SMTP_PASSWORD", "s3cr3t-smtp")
+            .env_remove("RECTIFY_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let show = run(&["config", "show"]);
+    assert!(show.status.success());
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(!text.contains("hunter2") && !text.contains("s3cr3t-smtp"), "{text}");
+    assert!(text.contains("***"));
+    // The database is unreachable: the error names it without the password.
+    let err = run(&["--lang", "en", "item", "list"]);
+    assert_eq!(err.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(stderr.contains("postgres://rectify:***@127.0.0.1:1/nowhere"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
