@@ -545,13 +545,13 @@ impl Dispatcher {
                         let next = now
                             + chrono::Duration::from_std(backoff(attempts))
                                 .unwrap_or(chrono::Duration::seconds(30));
-                        tracing::warn!(message = id, attempts, error = %e, "send failed, will retry");
+                        tracing::warn!(outbox_id = id, attempts, error = %e, "send failed, will retry");
                         if self.store.mark_retry(id, token, next, &e).await? {
                             report.retried += 1;
                         }
                     }
                     Err(SendError::Permanent(e)) => {
-                        tracing::error!(message = id, error = %e, "send failed permanently");
+                        tracing::error!(outbox_id = id, error = %e, "send failed permanently");
                         if self.store.mark_failed(id, token, &e).await? {
                             report.failed += 1;
                         }

@@ -104,7 +104,7 @@ impl Renderer {
         h["heading"] = l.pick("督 办 单", "SUPERVISION NOTICE").into();
         h["body"] = match l {
             Lang::Zh => format!(
-                "{} {} “{}”,完成时限为 {},截至 {} 已{},经多次催办仍未完成整改。",
+                "{} {} “{}”,完成时限为 {},截至 {} {},经多次催办仍未完成整改。",
                 s("round"), s("number"), s("title"), s("due"), s("today"), s("days")
             ),
             Lang::En => format!(
@@ -161,10 +161,15 @@ mod tests {
         let (text, _) = Renderer::new(Lang::En).digest(&ctx).unwrap();
         assert!(text.contains("these 1 rectification item(s)"));
         let n = json!({"unit": "U", "round": "R", "number": "1", "title": "T", "due": "2026-03-31",
-                       "today": "2026-04-20", "days": "逾期 12 个工作日", "leader": "周诚", "progress": "-",
+                       "today": "2026-04-20", "days": "已逾期 12 个工作日", "leader": "周诚", "progress": "-",
                        "history": [{"date": "2026-04-02", "kind": "逾期催办"}], "sender": "整改办"});
         let (text, html) = Renderer::new(Lang::Zh).notice(&n).unwrap();
         assert!(text.contains("督 办 单") && text.contains("2026-04-02 逾期催办"));
+        assert!(
+            text.contains("截至 2026-04-20 已逾期 12 个工作日,"),
+            "{text}"
+        );
         assert!(html.contains("督 办 单"));
+        assert!(!text.contains("已已") && !html.contains("已已"));
     }
 }

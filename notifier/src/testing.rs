@@ -21,14 +21,9 @@ impl Received {
         crate::mail::message_id_of(&self.data)
     }
 
+    /// The decoded subject. Long subjects arrive folded over several lines of encoded words.
     pub fn subject(&self) -> Option<String> {
-        let raw = self
-            .data
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("subject:"))?[8..]
-            .trim()
-            .to_string();
-        Some(decode_rfc2047(&raw))
+        Some(decode_rfc2047(&self.header("Subject")?))
     }
 
     /// The decoded plain-text part.
@@ -36,6 +31,7 @@ impl Received {
         decode_body(&self.data)
     }
 
+    /// A header's value, unfolded (continuation lines joined with one space).
     pub fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
         let mut out: Option<String> = None;
@@ -45,6 +41,7 @@ impl Received {
             }
             if let Some(v) = &mut out {
                 if line.starts_with(' ') || line.starts_with('\t') {
+                    v.push(' ');
                     v.push_str(line.trim());
                     continue;
                 }
@@ -73,7 +70,8 @@ struct State {
 pub struct SmtpServer {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    stop: Arc<tokio::sync::Notify>,
+    /// Set once by [`SmtpServer::stop`]; the listener and every open session watch it.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl SmtpServer {
@@ -86,21 +84,27 @@ impl SmtpServer {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(tokio::sync::Notify::new());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let server = SmtpServer {
             addr,
             state: state.clone(),
-            stop: stop.clone(),
+            stop: Arc::new(stop),
         };
         tokio::spawn(async move {
+            let mut until_stopped = stopped.clone();
             loop {
                 tokio::select! {
-                    _ = stop.notified() => break,
+                    _ = until_stopped.wait_for(|s| *s) => break,
                     accepted = listener.accept() => {
                         let Ok((sock, _)) = accepted else { continue };
                         let state = state.clone();
+                        let mut until_stopped = stopped.clone();
                         tokio::spawn(async move {
-                            let _ = session(sock, state).await;
+                            // Dropping the session closes its socket.
+                            tokio::select! {
+                                _ = session(sock, state) => {}
+                                _ = until_stopped.wait_for(|s| *s) => {}
+                            }
                         });
                     }
                 }
@@ -109,10 +113,10 @@ impl SmtpServer {
         Ok(server)
     }
 
-    /// Stops accepting connections (the port closes): "the SMTP server is down".
+    /// "The SMTP server is down": the port closes and so does every open connection (a client
+    /// that keeps connections for reuse must not get through a stopped server).
     pub fn stop(&self) {
-        self.stop.notify_waiters();
-        self.stop.notify_one();
+        self.stop.send_replace(true);
     }
 
     pub fn port(&self) -> u16 {
@@ -234,23 +238,34 @@ fn addr_of(s: &str) -> String {
 }
 
 /// Decodes `=?utf-8?b?…?=` and `=?utf-8?q?…?=` words (lettre encodes non-ASCII subjects).
+/// Adjacent encoded words are joined without the white space between them (RFC 2047 §6.2), and
+/// their bytes are decoded together: an encoder may split one character across two words.
 pub fn decode_rfc2047(s: &str) -> String {
     let mut out = String::new();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut in_encoded = false;
     for word in s.split_whitespace() {
         let lower = word.to_ascii_lowercase();
-        if lower.starts_with("=?utf-8?b?") && word.ends_with("?=") {
-            let b = &word[10..word.len() - 2];
-            out.push_str(&String::from_utf8_lossy(&b64(b)));
-        } else if lower.starts_with("=?utf-8?q?") && word.ends_with("?=") {
-            let q = &word[10..word.len() - 2];
-            out.push_str(&String::from_utf8_lossy(&qp(&q.replace('_', " "))));
+        let encoded = (lower.starts_with("=?utf-8?b?") || lower.starts_with("=?utf-8?q?"))
+            && word.ends_with("?=")
+            && word.len() >= 12;
+        if encoded && !in_encoded && !out.is_empty() {
+            out.push(' ');
+        }
+        in_encoded = encoded;
+        if encoded && lower.as_bytes()[8] == b'b' {
+            bytes.extend(b64(&word[10..word.len() - 2]));
+        } else if encoded {
+            bytes.extend(qp(&word[10..word.len() - 2].replace('_', " ")));
         } else {
+            out.push_str(&String::from_utf8_lossy(&std::mem::take(&mut bytes)));
             if !out.is_empty() {
                 out.push(' ');
             }
             out.push_str(word);
         }
     }
+    out.push_str(&String::from_utf8_lossy(&bytes));
     out
 }
 
