@@ -302,8 +302,10 @@ pub fn init_logging(app: &App, format: Option<&str>) -> CliResult {
     };
     let filter =
         EnvFilter::try_new(&app.settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let r = if json {
         b.json().try_init()
@@ -315,6 +317,9 @@ pub fn init_logging(app: &App, format: Option<&str>) -> CliResult {
 
 pub async fn serve(app: &App, log_format: Option<String>) -> CliResult {
     init_logging(app, log_format.as_deref())?;
+    // Take over SIGTERM/SIGINT before anything else, so a stop request during start-up is a
+    // clean stop, not the default kill.
+    let shutdown = shutdown_signal()?;
     // Retry opening the database: at boot it may not be up yet.
     let store = {
         let mut wait = Duration::from_millis(500);
@@ -391,30 +396,33 @@ pub async fn serve(app: &App, log_format: Option<String>) -> CliResult {
         stats,
         listen_url,
     };
-    service.run(shutdown_signal()).await.lang(app.lang)?;
+    service.run(shutdown).await.lang(app.lang)?;
     http_stop.notify_waiters();
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the stop signals now and returns the future that completes on the first of them.
+fn shutdown_signal() -> CliResult<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| CliError::system(format!("cannot handle SIGTERM: {e}")))?;
+        let mut int = signal(SignalKind::interrupt())
+            .map_err(|e| CliError::system(format!("cannot handle SIGINT: {e}")))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+            tracing::info!("shutdown requested: finishing sends in flight");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutdown requested: finishing sends in flight");
+        })
     }
-    tracing::info!("shutdown requested: finishing sends in flight");
 }

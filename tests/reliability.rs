@@ -238,6 +238,17 @@ fn sqlite_contention_never_says_locked() {
     let ids: Vec<i64> = (0..2)
         .map(|i| env.in_progress(&format!("并发{i}")))
         .collect();
+    // A running service writes the same file (a pass every second) while the CLI works.
+    let mail = env.path().join("mail");
+    let mail = mail.to_str().unwrap();
+    let serve = env.spawn_env(
+        &[
+            ("RECTIFY__SCHEDULE__REMIND", "*/1 * * * * *"),
+            ("RECTIFY_MAIL_DIR", mail),
+        ],
+        &["serve"],
+    );
+    std::thread::sleep(Duration::from_millis(300));
     let mut children = Vec::new();
     for round in 0..6 {
         for (k, id) in ids.iter().enumerate() {
@@ -260,7 +271,9 @@ fn sqlite_contention_never_says_locked() {
             other => panic!("exit {other}: {}", out.stderr),
         }
     }
-    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
     let served = finish(serve);
     assert_eq!(served.code, 0, "{}", served.stderr);
     assert!(!served.stderr.contains("locked"), "{}", served.stderr);
@@ -278,7 +291,10 @@ fn secrets_stay_secret() {
         Command::new(env!("CARGO_BIN_EXE_rectify"))
             .args(args)
             .current_dir(dir.path())
-            .env("RECTIFY_DATABASE", "postgres://rectify:hunter2@127.0.0.1:1/nowhere")
+            .env(
+                "RECTIFY_DATABASE",
+                "postgres://rectify:hunter2@127.0.0.1:1/nowhere",
+            )
             .env("RECTIFY_SMTP_PASSWORD", "s3cr3t-smtp")
             .env_remove("RECTIFY_CONFIG")
             .output()
@@ -287,12 +303,18 @@ fn secrets_stay_secret() {
     let show = run(&["config", "show"]);
     assert!(show.status.success());
     let text = String::from_utf8_lossy(&show.stdout);
-    assert!(!text.contains("hunter2") && !text.contains("s3cr3t-smtp"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cr3t-smtp"),
+        "{text}"
+    );
     assert!(text.contains("***"));
     // The database is unreachable: the error names it without the password.
     let err = run(&["--lang", "en", "item", "list"]);
     assert_eq!(err.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&err.stderr);
-    assert!(stderr.contains("postgres://rectify:***@127.0.0.1:1/nowhere"), "{stderr}");
+    assert!(
+        stderr.contains("postgres://rectify:***@127.0.0.1:1/nowhere"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }

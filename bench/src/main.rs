@@ -265,7 +265,11 @@ async fn idle_pass(
         for _ in 0..reps {
             let t = Instant::now();
             let r = d.plan_pass(pass_time(), false).await.expect("pass");
-            assert!(r.messages.is_empty(), "idle pass sent something: {:?}", r.messages.iter().map(|m| &m.subject).collect::<Vec<_>>());
+            assert!(
+                r.messages.is_empty(),
+                "idle pass sent something: {:?}",
+                r.messages.iter().map(|m| &m.subject).collect::<Vec<_>>()
+            );
             times.push(t.elapsed().as_secs_f64() * 1000.0);
         }
         let (med, min, max) = median(&mut times);

@@ -358,6 +358,16 @@ pub fn applicable(r: &DueReminder, item: &Item, today: NaiveDate) -> Result<(), 
     Ok(())
 }
 
+/// Whether a reminder already queued in a message may still be delivered now (a retry after a
+/// transient failure): the item must still need it, as [`applicable`] says, except that a
+/// delayed delivery is not "late" — the reminder was decided on its day.
+pub fn still_valid(r: &DueReminder, item: &Item, today: NaiveDate) -> Result<(), SkipReason> {
+    match applicable(r, item, today) {
+        Err(SkipReason::MomentPassed) => Ok(()),
+        other => other,
+    }
+}
+
 /// Of one item's due reminders, the one to send now (the latest, and the loudest on a tie) and
 /// the reasons the others are skipped.
 pub fn choose(

@@ -515,9 +515,25 @@ impl Dispatcher {
             if batch.is_empty() {
                 break;
             }
-            let results: Vec<(i64, i64, Result<(), SendError>)> = futures::stream::iter(batch)
+            let today = self.today(now);
+            let results: Vec<(i64, i64, Delivery)> = futures::stream::iter(batch)
                 .map(|m| async move {
-                    let mail = OutgoingMail {
+                    // A retried message may have gone stale (deadline moved, item closed): check
+                    // its reminders against the items as they are now before sending.
+                    match self.stale_check(m.id, today).await {
+                        Ok(None) => {}
+                        Ok(Some((requeue, skip))) => {
+                            return (m.id, m.attempts, Delivery::Withdrawn { requeue, skip });
+                        }
+                        Err(e) => {
+                            return (
+                                m.id,
+                                m.attempts,
+                                Delivery::Failed(SendError::Transient(e.to_string())),
+                            );
+                        }
+                    }
+                    let mut mail = OutgoingMail {
                         message_id: m.message_id.clone(),
                         from: self.cfg.from.clone(),
                         to: serde_json::from_str(&m.to_addrs).unwrap_or_default(),
@@ -526,7 +542,22 @@ impl Dispatcher {
                         text: m.body_text.clone(),
                         html: m.body_html.clone(),
                     };
-                    let r = self.mailer.send(&mail).await;
+                    let r = match self.mailer.send(&mail).await {
+                        Ok(()) => Delivery::Sent(None),
+                        // A refused copy address must not cost the lead unit its reminder:
+                        // send again to the main recipients only, and note the refusal.
+                        Err(SendError::Permanent(e)) if !mail.cc.is_empty() => {
+                            let cc = std::mem::take(&mut mail.cc);
+                            match self.mailer.send(&mail).await {
+                                Ok(()) => Delivery::Sent(Some(format!(
+                                    "sent without copies ({}): {e}",
+                                    cc.join(", ")
+                                ))),
+                                Err(e2) => Delivery::Failed(e2),
+                            }
+                        }
+                        Err(e) => Delivery::Failed(e),
+                    };
                     (m.id, m.attempts, r)
                 })
                 .buffer_unordered(self.cfg.max_connections.max(1))
@@ -535,12 +566,28 @@ impl Dispatcher {
             let mut transient = false;
             for (id, attempts, r) in results {
                 match r {
-                    Ok(()) => {
+                    Delivery::Sent(note) => {
                         if self.store.mark_sent(id, token, now).await? {
                             report.sent += 1;
+                            if let Some(n) = note {
+                                tracing::warn!(outbox_id = id, note = %n, "copy address refused");
+                                self.store.note_on_message(id, &n).await?;
+                            }
                         }
                     }
-                    Err(SendError::Transient(e)) => {
+                    Delivery::Withdrawn { requeue, skip } => {
+                        tracing::info!(
+                            outbox_id = id,
+                            requeued = requeue.len(),
+                            skipped = skip.len(),
+                            "stale message withdrawn"
+                        );
+                        let skip: Vec<(i64, &str)> = skip.iter().map(|(i, w)| (*i, *w)).collect();
+                        self.store
+                            .withdraw_message(id, token, &requeue, &skip, now)
+                            .await?;
+                    }
+                    Delivery::Failed(SendError::Transient(e)) => {
                         transient = true;
                         let next = now
                             + chrono::Duration::from_std(backoff(attempts))
@@ -550,7 +597,7 @@ impl Dispatcher {
                             report.retried += 1;
                         }
                     }
-                    Err(SendError::Permanent(e)) => {
+                    Delivery::Failed(SendError::Permanent(e)) => {
                         tracing::error!(outbox_id = id, error = %e, "send failed permanently");
                         if self.store.mark_failed(id, token, &e).await? {
                             report.failed += 1;
@@ -565,6 +612,48 @@ impl Dispatcher {
             }
         }
         Ok(report)
+    }
+}
+
+/// What became of one claimed message.
+enum Delivery {
+    /// Accepted by the transport, with a note when copies had to be dropped.
+    Sent(Option<String>),
+    Failed(SendError),
+    /// Not sent: its content went stale; reminders to requeue and to skip.
+    Withdrawn {
+        requeue: Vec<i64>,
+        skip: Vec<(i64, &'static str)>,
+    },
+}
+
+impl Dispatcher {
+    /// `None` when the message may go out as it is; otherwise the reminders to requeue and skip.
+    #[allow(clippy::type_complexity)]
+    async fn stale_check(
+        &self,
+        outbox_id: i64,
+        today: NaiveDate,
+    ) -> Result<Option<(Vec<i64>, Vec<(i64, &'static str)>)>, StoreError> {
+        let rows = self.store.message_reminders(outbox_id).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<ItemId> = rows.iter().map(|(i, _)| *i).collect();
+        let items = self.store.items_by_ids(&ids).await?;
+        let mut requeue = Vec::new();
+        let mut skip = Vec::new();
+        for (item_id, r) in &rows {
+            match items.get(item_id).map(|i| remind::still_valid(r, i, today)) {
+                Some(Ok(())) => requeue.push(r.id),
+                Some(Err(why)) => skip.push((r.id, why.as_str())),
+                None => skip.push((r.id, "item_missing")),
+            }
+        }
+        if skip.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((requeue, skip)))
     }
 }
 

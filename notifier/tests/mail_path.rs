@@ -1041,8 +1041,6 @@ async fn an_approved_extension_cancels_the_old_reminders_and_plans_new_ones() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a reminder already in the outbox (e.g. waiting for a retry) is sent after the \
-            deadline moved; an extension cancels only pending reminder rows, not queued ones"]
 async fn a_queued_reminder_is_not_sent_after_the_deadline_moved() {
     for db in TestDb::all().await {
         let h = H::new(db, deadline_policy()).await;
@@ -1087,9 +1085,6 @@ async fn a_queued_reminder_is_not_sent_after_the_deadline_moved() {
 }
 
 #[tokio::test]
-#[ignore = "bug: one copied address refused with 550 fails the whole message permanently, so \
-            the lead unit never gets its reminder (the transport gives up on the first refused \
-            recipient)"]
 async fn a_refused_copy_address_does_not_cost_the_lead_unit_its_reminder() {
     for db in TestDb::all().await {
         let h = H::new(db, deadline_policy()).await;

@@ -468,6 +468,92 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// The reminder rows carried by a message, with their items.
+    pub async fn message_reminders(&self, outbox_id: i64) -> Result<Vec<(ItemId, DueReminder)>> {
+        let rows = reminder::Entity::find()
+            .filter(reminder::Column::OutboxId.eq(outbox_id))
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    r.item_id,
+                    DueReminder {
+                        id: r.id,
+                        kind: ReminderKind::parse(&r.kind)?,
+                        step: r.step,
+                        send_on: parse_date(&r.send_on)?,
+                        deadline_version: r.deadline_version,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Withdraws a message whose content went stale before it could be delivered (an item's
+    /// deadline moved, the item was closed…): the message is cancelled, reminders that still
+    /// apply go back to pending (the next pass writes a fresh digest), the others are skipped.
+    /// Fenced by the lease token like every delivery outcome.
+    pub async fn withdraw_message(
+        &self,
+        id: i64,
+        token: &str,
+        requeue: &[i64],
+        skip: &[(i64, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let now = now_for_store(now);
+        let txn = self.begin_write().await?;
+        let r = outbox::Entity::update_many()
+            .col_expr(outbox::Column::State, Expr::value("cancelled"))
+            .col_expr(
+                outbox::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value("withdrawn: content no longer current"),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .filter(outbox::Column::LeaseToken.eq(token))
+            .filter(outbox::Column::State.eq("sending"))
+            .exec(&txn)
+            .await?;
+        if r.rows_affected == 1 {
+            if !requeue.is_empty() {
+                reminder::Entity::update_many()
+                    .col_expr(reminder::Column::State, Expr::value("pending"))
+                    .col_expr(reminder::Column::OutboxId, Expr::value(Option::<i64>::None))
+                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                    .filter(reminder::Column::Id.is_in(requeue.to_vec()))
+                    .exec(&txn)
+                    .await?;
+            }
+            for (rid, why) in skip {
+                reminder::Entity::update_many()
+                    .col_expr(reminder::Column::State, Expr::value("skipped"))
+                    .col_expr(reminder::Column::Reason, Expr::value(*why))
+                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                    .filter(reminder::Column::Id.eq(*rid))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Records a note on a sent message (e.g. a copy address that was refused).
+    pub async fn note_on_message(&self, id: i64, note: &str) -> Result<()> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::LastError, Expr::value(note))
+            .filter(outbox::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// A transient failure: back to pending, to be tried again at `next_attempt_at`.
     pub async fn mark_retry(
         &self,
