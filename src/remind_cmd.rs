@@ -155,7 +155,10 @@ pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
         RemindCmd::Preview { at } => (parse_at(app, at.as_deref())?, true),
         RemindCmd::Run { at } => (parse_at(app, at.as_deref())?, false),
     };
+    let started = std::time::Instant::now();
     let report = d.plan_pass(at, dry).await.lang(app.lang)?;
+    let plan_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let delivery = if dry {
         None
     } else {
@@ -164,6 +167,7 @@ pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
         d.store.release_leases(&token).await.lang(app.lang)?;
         Some(r)
     };
+    let deliver_seconds = started.elapsed().as_secs_f64();
     let l = app.lang;
     if app.json() {
         println!(
@@ -180,6 +184,8 @@ pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
                 "sent": delivery.as_ref().map(|d| d.sent),
                 "retried": delivery.as_ref().map(|d| d.retried),
                 "failed": delivery.as_ref().map(|d| d.failed),
+                "plan_seconds": plan_seconds,
+                "deliver_seconds": deliver_seconds,
             })
         );
         return Ok(());

@@ -371,7 +371,10 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let got = smtp.received().len();
     let sent = report["sent"].as_u64().unwrap_or(0) as usize;
     let per_s = items as f64 / wall;
-    let emails_per_s = got as f64 / wall;
+    // The digests' sending rate over the delivery phase the binary reports.
+    let deliver_s = report["deliver_seconds"].as_f64().unwrap_or(wall).max(1e-6);
+    let plan_s = report["plan_seconds"].as_f64().unwrap_or(0.0);
+    let emails_per_s = got as f64 / deliver_s;
     rows.push(Row {
         scenario: format!("due pass: {items} items, {units} units (binary, from process start)"),
         measured: format!(
@@ -420,8 +423,6 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
         let _ = f.await;
     }
     let ref_rate = n as f64 / t.elapsed().as_secs_f64();
-    // The digests' own sending rate: digests over the delivery part of the pass is not separable
-    // from outside, so compare against the whole pass (conservative).
     let ratio = emails_per_s / ref_rate;
     rows.push(Row {
         scenario: "due pass emails/s vs trivial messages (same transport, same connections)".into(),

@@ -298,9 +298,17 @@ impl Dispatcher {
                 self.store.queue_message(msg, ids, now).await?;
                 report.reminders_queued += ids.len();
             }
-            // Plan the next overdue repeat (one step ahead) of every item touched.
+            // Plan the next overdue repeat (one step ahead) of the items whose overdue repeat
+            // came up in this pass; other reminders are planned whole when the item changes.
+            let overdue_items: Vec<ItemId> = by_item
+                .iter()
+                .filter(|(_, rows)| rows.iter().any(|r| r.kind == ReminderKind::Overdue))
+                .map(|(id, _)| *id)
+                .collect();
             let tomorrow = today.succ_opt().unwrap_or(today);
-            self.store.replan_items(&ids, tomorrow, now).await?;
+            self.store
+                .replan_items(&overdue_items, tomorrow, now)
+                .await?;
         } else {
             report.reminders_queued = planned.iter().map(|(_, ids)| ids.len()).sum();
         }

@@ -151,10 +151,22 @@ impl Store {
             txn.execute_unprepared(&format!("NOTIFY {PLAN_CHANNEL}"))
                 .await?;
         }
-        if planned.is_empty() {
+        // Only keys not already pending need an insert (usually none: most commands leave the
+        // plan as it was); rows of the key in another state make the insert a no-op.
+        let pending_keys: HashSet<(String, i64, i64)> = pending
+            .iter()
+            .map(|r| (r.kind.clone(), r.step, r.deadline_version))
+            .collect();
+        let missing: Vec<_> = planned
+            .iter()
+            .filter(|r| {
+                !pending_keys.contains(&(r.kind.as_str().to_string(), r.step, r.deadline_version))
+            })
+            .collect();
+        if missing.is_empty() {
             return Ok(());
         }
-        let rows = planned.iter().map(|r| reminder::ActiveModel {
+        let rows = missing.iter().map(|r| reminder::ActiveModel {
             id: NotSet,
             item_id: Set(item.id),
             kind: Set(r.kind.as_str().to_string()),
