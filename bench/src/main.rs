@@ -378,7 +378,7 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     rows.push(Row {
         scenario: format!("due pass: {items} items, {units} units (binary, from process start)"),
         measured: format!(
-            "{wall:.2} s, {per_s:.0} items/s, {got} digests received ({sent} reported sent)"
+            "{wall:.2} s ({plan_s:.2} s planning, {deliver_s:.2} s sending), {per_s:.0} items/s, {got} digests received ({sent} reported sent)"
         ),
         target: "≤ 2 s, ≥ 5000 items/s".into(),
         verdict: verdict(wall <= 2.0 && got == units),
