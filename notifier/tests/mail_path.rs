@@ -830,6 +830,19 @@ async fn a_permanent_refusal_fails_the_message_until_the_office_retries_it() {
             DeliveryReport::default(),
             "[{b}]"
         );
+        // The next pass reports the failure to the office, once.
+        h.pass("2026-03-30T10:00:00+08:00").await;
+        let report = h.take();
+        assert_eq!(report.len(), 1, "[{b}] one failure report");
+        assert_eq!(rcpts(&report[0]), vec![OFFICE.to_string()], "[{b}]");
+        let subject = report[0].subject().unwrap_or_default();
+        assert!(subject.contains("发送失败"), "[{b}] {subject}");
+        assert!(
+            report[0].text().contains("550"),
+            "[{b}] the reason is in the report"
+        );
+        h.pass("2026-03-30T11:00:00+08:00").await;
+        h.take_none("the same failure is reported once");
 
         // The office puts it back in the queue; only failed messages can be retried.
         let id = failed[0].id;
