@@ -10,6 +10,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(M20261123_000001Init),
             Box::new(M20261123_000002Reminders),
+            Box::new(M20261123_000003PlanKey),
         ]
     }
 }
@@ -289,5 +290,29 @@ impl MigrationTrait for M20261123_000002Reminders {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261123_000003PlanKey;
+
+impl MigrationName for M20261123_000003PlanKey {
+    fn name(&self) -> &str {
+        "m20261123_000003_plan_key"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261123_000003PlanKey {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // A digest of the item's current reminder plan: a command that leaves the plan as it was
+        // touches no reminder row.
+        m.alter_table(
+            Table::alter()
+                .table("items")
+                .add_column(string_null("plan_key"))
+                .to_owned(),
+        )
+        .await
     }
 }

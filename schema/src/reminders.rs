@@ -4,7 +4,7 @@
 //! the same transaction as the command that changed the item, and gives the dispatcher what it
 //! needs: the rows due now (by index), leases on outbox messages, fenced state changes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -111,9 +111,28 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 }
 
 impl Store {
-    /// Writes `item`'s reminder plan for `today` inside `txn`: inserts the planned rows that do not
-    /// exist yet (the unique key makes this idempotent) and cancels pending rows the plan no
-    /// longer contains (an old deadline, a state that needs no reminders).
+    /// The reminder plan of `item` on `today`, and its digest.
+    pub(crate) fn plan_for(&self, item: &Item, today: NaiveDate) -> (Vec<remind::Planned>, String) {
+        let p = &self.planner;
+        let planned = remind::plan(item, &p.policy, &p.calendar, today, &|t| p.local_date(t));
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for r in &planned {
+            sha2::Digest::update(
+                &mut h,
+                format!(
+                    "{}:{}:{}:{};",
+                    r.kind.as_str(),
+                    r.step,
+                    r.deadline_version,
+                    r.send_on
+                ),
+            );
+        }
+        let key = hex::encode(&sha2::Digest::finalize(h)[..12]);
+        (planned, key)
+    }
+
+    /// Writes `item`'s reminder plan for `today` inside `txn` and records its digest on the item.
     pub(crate) async fn replan(
         &self,
         txn: &DatabaseTransaction,
@@ -121,52 +140,55 @@ impl Store {
         today: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let p = &self.planner;
-        let planned = remind::plan(item, &p.policy, &p.calendar, today, &|t| p.local_date(t));
-        let pending = reminder::Entity::find()
-            .filter(reminder::Column::ItemId.eq(item.id))
-            .filter(reminder::Column::State.eq("pending"))
-            .all(txn)
+        let (planned, key) = self.plan_for(item, today);
+        self.write_plan(txn, item, &planned, now).await?;
+        item::Entity::update_many()
+            .col_expr(item::Column::PlanKey, Expr::value(key))
+            .filter(item::Column::Id.eq(item.id))
+            .exec(txn)
             .await?;
-        let keys: HashSet<(String, i64, i64)> = planned
-            .iter()
-            .map(|r| (r.kind.as_str().to_string(), r.step, r.deadline_version))
-            .collect();
-        let stale: Vec<i64> = pending
-            .iter()
-            .filter(|r| !keys.contains(&(r.kind.clone(), r.step, r.deadline_version)))
-            .map(|r| r.id)
-            .collect();
-        if !stale.is_empty() {
-            reminder::Entity::update_many()
-                .col_expr(reminder::Column::State, Expr::value("cancelled"))
-                .col_expr(reminder::Column::Reason, Expr::value("replanned"))
-                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                .filter(reminder::Column::Id.is_in(stale))
-                .exec(txn)
-                .await?;
+        Ok(())
+    }
+
+    /// Makes the item's reminder rows follow `planned`: pending rows the plan no longer contains
+    /// (an old deadline, a state that needs no reminders) are cancelled, planned rows that do not
+    /// exist yet are inserted (the unique key makes this idempotent). Two statements.
+    pub(crate) async fn write_plan(
+        &self,
+        txn: &DatabaseTransaction,
+        item: &Item,
+        planned: &[remind::Planned],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        use sea_orm::Condition;
+        let mut keep = Condition::any();
+        for r in planned {
+            keep = keep.add(
+                Condition::all()
+                    .add(reminder::Column::Kind.eq(r.kind.as_str()))
+                    .add(reminder::Column::Step.eq(r.step))
+                    .add(reminder::Column::DeadlineVersion.eq(r.deadline_version)),
+            );
         }
+        let mut cancel = reminder::Entity::update_many()
+            .col_expr(reminder::Column::State, Expr::value("cancelled"))
+            .col_expr(reminder::Column::Reason, Expr::value("replanned"))
+            .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+            .filter(reminder::Column::ItemId.eq(item.id))
+            .filter(reminder::Column::State.eq("pending"));
+        if !planned.is_empty() {
+            cancel = cancel.filter(keep.not());
+        }
+        cancel.exec(txn).await?;
         if self.backend() == DbBackend::Postgres {
             // Delivered on commit: wakes every `serve` instance listening.
             txn.execute_unprepared(&format!("NOTIFY {PLAN_CHANNEL}"))
                 .await?;
         }
-        // Only keys not already pending need an insert (usually none: most commands leave the
-        // plan as it was); rows of the key in another state make the insert a no-op.
-        let pending_keys: HashSet<(String, i64, i64)> = pending
-            .iter()
-            .map(|r| (r.kind.clone(), r.step, r.deadline_version))
-            .collect();
-        let missing: Vec<_> = planned
-            .iter()
-            .filter(|r| {
-                !pending_keys.contains(&(r.kind.as_str().to_string(), r.step, r.deadline_version))
-            })
-            .collect();
-        if missing.is_empty() {
+        if planned.is_empty() {
             return Ok(());
         }
-        let rows = missing.iter().map(|r| reminder::ActiveModel {
+        let rows = planned.iter().map(|r| reminder::ActiveModel {
             id: NotSet,
             item_id: Set(item.id),
             kind: Set(r.kind.as_str().to_string()),

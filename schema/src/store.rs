@@ -240,6 +240,7 @@ fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::ActiveModel {
         closed_at: Set(i.closed_at),
         head_seq: Set(head_seq),
         head_hash: Set(head_hash.to_string()),
+        plan_key: NotSet,
     }
 }
 
@@ -861,8 +862,13 @@ impl Store {
             prev_hash: &model.head_hash,
         }
         .hash();
+        // The reminder plan is decided now and its digest written with the row, so a command
+        // that leaves the plan as it was touches no reminder row.
+        let (planned, plan_key) = self.plan_for(&outcome.item, today);
+        let mut columns = item_columns(&outcome.item, seq, &head_hash);
+        columns.plan_key = Set(Some(plan_key.clone()));
         let updated = item::Entity::update_many()
-            .set(item_columns(&outcome.item, seq, &head_hash))
+            .set(columns)
             .filter(item::Column::Id.eq(id))
             .filter(item::Column::Version.eq(current.version))
             .exec(txn)
@@ -877,7 +883,9 @@ impl Store {
         self.record_extension(txn, current, outcome, command, actor, now)
             .await?;
         // Reminders are re-planned in the same transaction as the command (imports too).
-        self.replan(txn, &outcome.item, today, now).await?;
+        if model.plan_key.as_deref() != Some(plan_key.as_str()) {
+            self.write_plan(txn, &outcome.item, &planned, now).await?;
+        }
         Ok(())
     }
 

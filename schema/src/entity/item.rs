@@ -37,6 +37,8 @@ pub struct Model {
     /// Sequence number and hash of the item's newest event: the head of its chain.
     pub head_seq: i64,
     pub head_hash: String,
+    /// Digest of the reminder plan last written for the item.
+    pub plan_key: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
