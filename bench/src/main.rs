@@ -26,6 +26,19 @@ struct Row {
     verdict: String,
 }
 
+impl Drop for Row {
+    fn drop(&mut self) {}
+}
+
+/// Prints a row as soon as it is measured (stderr), so a long run shows progress and a failure
+/// later does not lose what was measured.
+fn report(r: &Row) {
+    eprintln!(
+        "[bench] {} | {} | {} | {}",
+        r.scenario, r.measured, r.target, r.verdict
+    );
+}
+
 struct Args {
     quick: bool,
     pg: Option<String>,
@@ -288,6 +301,13 @@ async fn idle_pass(
                 "-".into()
             },
         });
+        // The same database may serve the next size (PostgreSQL): empty it.
+        for t in ["reminders", "items", "units", "rounds", "outbox"] {
+            let _ = store
+                .db()
+                .execute_unprepared(&format!("DELETE FROM {t}"))
+                .await;
+        }
         let _ = store.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -636,6 +656,10 @@ async fn main() {
     println!("| scenario | measured | target | verdict |");
     println!("|---|---|---|---|");
     for r in &rows {
+        eprintln!(
+            "[bench] {} | {} | {} | {}",
+            r.scenario, r.measured, r.target, r.verdict
+        );
         println!(
             "| {} | {} | {} | {} |",
             r.scenario, r.measured, r.target, r.verdict

@@ -63,8 +63,109 @@ impl SendError {
 
 #[derive(Clone)]
 pub enum Mailer {
-    File { dir: PathBuf },
+    File {
+        dir: PathBuf,
+    },
+    /// SMTP with TLS, through lettre's pooled transport.
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// Plain SMTP (a local relay) over our own pool of connections with TCP_NODELAY: lettre
+    /// writes a message body and its final `.` in two writes, and with Nagle's algorithm that
+    /// costs a delayed-ACK wait (~40 ms) per message; see BENCHMARKS.md.
+    Plain(std::sync::Arc<PlainPool>),
+}
+
+/// A small pool of plain SMTP connections.
+pub struct PlainPool {
+    host: String,
+    port: u16,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+    idle: tokio::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
+    max_idle: usize,
+}
+
+impl PlainPool {
+    async fn connect(
+        &self,
+    ) -> Result<lettre::transport::smtp::client::AsyncSmtpConnection, SendError> {
+        use lettre::transport::smtp::client::AsyncSmtpConnection;
+        use lettre::transport::smtp::extension::ClientId;
+        let addr = format!("{}:{}", self.host, self.port);
+        let stream = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_err(|_| SendError::Transient(format!("connection to {addr} timed out")))?
+            .map_err(|e| SendError::Transient(format!("cannot connect to {addr}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let hello = ClientId::default();
+        let mut conn = tokio::time::timeout(
+            self.timeout,
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello),
+        )
+        .await
+        .map_err(|_| SendError::Transient(format!("{addr} did not greet in time")))?
+        .map_err(classify)?;
+        if let Some(c) = &self.credentials {
+            use lettre::transport::smtp::authentication::Mechanism;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(conn)
+    }
+
+    async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let bytes = message.formatted();
+        let reused = self.idle.lock().await.pop();
+        let fresh = reused.is_none();
+        let mut conn = match reused {
+            Some(c) if !c.has_broken() => c,
+            _ => self.connect().await?,
+        };
+        let first = tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes)).await;
+        let result = match first {
+            Ok(Ok(_)) => Ok(()),
+            // A reused connection the server had closed: once more on a fresh one.
+            Ok(Err(e)) if !fresh && !e.is_permanent() && !e.is_transient() => {
+                conn.abort().await;
+                conn = self.connect().await?;
+                match tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(classify(e)),
+                    Err(_) => Err(SendError::Transient("SMTP send timed out".into())),
+                }
+            }
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(SendError::Transient("SMTP send timed out".into())),
+        };
+        match &result {
+            Ok(()) => {
+                let mut idle = self.idle.lock().await;
+                if idle.len() < self.max_idle {
+                    idle.push(conn);
+                }
+            }
+            Err(SendError::Permanent(_)) if !conn.has_broken() => {
+                // The server refused this message; the connection itself is fine after RSET.
+                let _ = conn.command(lettre::transport::smtp::commands::Rset).await;
+                let mut idle = self.idle.lock().await;
+                if idle.len() < self.max_idle {
+                    idle.push(conn);
+                }
+            }
+            Err(_) => conn.abort().await,
+        }
+        result
+    }
+}
+
+fn classify(e: lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(e.to_string())
+    } else {
+        SendError::Transient(e.to_string())
+    }
 }
 
 impl std::fmt::Debug for Mailer {
@@ -72,6 +173,7 @@ impl std::fmt::Debug for Mailer {
         match self {
             Mailer::File { dir } => write!(f, "Mailer::File({})", dir.display()),
             Mailer::Smtp(_) => f.write_str("Mailer::Smtp"),
+            Mailer::Plain(p) => write!(f, "Mailer::Plain({}:{})", p.host, p.port),
         }
     }
 }
@@ -82,6 +184,24 @@ impl Mailer {
     pub fn new(cfg: &TransportConfig) -> Result<Mailer, String> {
         match cfg {
             TransportConfig::File { dir } => Ok(Mailer::File { dir: dir.clone() }),
+            TransportConfig::Smtp {
+                host,
+                port,
+                tls,
+                username,
+                password,
+                max_connections,
+                timeout,
+            } if *tls == TlsMode::None => Ok(Mailer::Plain(std::sync::Arc::new(PlainPool {
+                host: host.clone(),
+                port: *port,
+                timeout: *timeout,
+                credentials: (!username.is_empty()).then(|| {
+                    Credentials::new(username.clone(), password.clone().unwrap_or_default())
+                }),
+                idle: tokio::sync::Mutex::new(Vec::new()),
+                max_idle: (*max_connections).max(1) as usize,
+            }))),
             TransportConfig::Smtp {
                 host,
                 port,
@@ -124,6 +244,7 @@ impl Mailer {
         let message = build(mail)?;
         match self {
             Mailer::File { dir } => write_eml(dir, &mail.message_id, &message.formatted()).await,
+            Mailer::Plain(pool) => pool.send(&message).await,
             Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
                 if e.is_permanent() {
                     SendError::Permanent(e.to_string())
