@@ -26,19 +26,6 @@ struct Row {
     verdict: String,
 }
 
-impl Drop for Row {
-    fn drop(&mut self) {}
-}
-
-/// Prints a row as soon as it is measured (stderr), so a long run shows progress and a failure
-/// later does not lose what was measured.
-fn report(r: &Row) {
-    eprintln!(
-        "[bench] {} | {} | {} | {}",
-        r.scenario, r.measured, r.target, r.verdict
-    );
-}
-
 struct Args {
     quick: bool,
     pg: Option<String>,
