@@ -82,6 +82,8 @@ pub struct PlainPool {
     credentials: Option<Credentials>,
     idle: tokio::sync::Mutex<Vec<lettre::transport::smtp::client::AsyncSmtpConnection>>,
     max_idle: usize,
+    /// At most `max_connections` conversations at once, however many callers send.
+    slots: tokio::sync::Semaphore,
 }
 
 impl PlainPool {
@@ -114,6 +116,11 @@ impl PlainPool {
     }
 
     async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SendError::Transient("mail pool closed".into()))?;
         let bytes = message.formatted();
         let reused = self.idle.lock().await.pop();
         let fresh = reused.is_none();
@@ -201,6 +208,7 @@ impl Mailer {
                 }),
                 idle: tokio::sync::Mutex::new(Vec::new()),
                 max_idle: (*max_connections).max(1) as usize,
+                slots: tokio::sync::Semaphore::new((*max_connections).max(1) as usize),
             }))),
             TransportConfig::Smtp {
                 host,
