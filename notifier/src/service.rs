@@ -170,7 +170,9 @@ impl Service {
             }
         }
         let started = std::time::Instant::now();
-        let d = self.dispatcher.deliver(now, token).await?;
+        // The clock again: the jobs above may have taken a while, and the leases taken now must
+        // run from now.
+        let d = self.dispatcher.deliver(self.clock.now(), token).await?;
         self.stats
             .send_micros
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
