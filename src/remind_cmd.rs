@@ -120,7 +120,7 @@ pub fn dispatcher_with(
             policy: planner.policy.clone(),
             light: light_policy(app),
             calendar: planner.calendar.clone(),
-            lease: Duration::from_secs(120),
+            lease: app.settings.mail.lease,
             max_connections: app.settings.mail.max_connections as usize,
             instance,
             sender: app

@@ -273,6 +273,11 @@ pub struct MailSettings {
     #[serde(deserialize_with = "value::de_duration")]
     #[serde(serialize_with = "value::ser_duration")]
     pub timeout: Duration,
+    /// How long a message claimed by one `serve` instance stays its own; after that (the
+    /// instance died) another instance takes it over. Longer than sending one batch takes.
+    #[serde(deserialize_with = "value::de_duration")]
+    #[serde(serialize_with = "value::ser_duration")]
+    pub lease: Duration,
 }
 
 /// The default of `mail.password_env`.
@@ -292,6 +297,7 @@ impl Default for MailSettings {
             password: None,
             max_connections: 4,
             timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
         }
     }
 }

@@ -125,6 +125,7 @@ fn defaults_without_a_file() {
     assert_eq!(s.mail.password, None);
     assert_eq!(s.mail.max_connections, 4);
     assert_eq!(s.mail.timeout, Duration::from_secs(30));
+    assert_eq!(s.mail.lease, Duration::from_secs(120));
     assert_eq!(s.schedule.remind, "0 */5 * * * *");
     assert_eq!(s.schedule.daily_digest, "0 0 9 * * Mon-Fri");
     assert_eq!(s.schedule.weekly_dispatch, "0 0 9 * * Mon");
@@ -318,6 +319,7 @@ fn generic_environment_variables_set_any_scalar_key() {
             ("RECTIFY__SCHEDULE__REMIND", "0 */10 * * * *"),
             ("RECTIFY__MAIL__USERNAME", "12345"),
             ("RECTIFY__MAIL__TLS", "starttls"),
+            ("RECTIFY__MAIL__LEASE", "5s"),
             ("RECTIFY__LANG", "en"),
             ("RECTIFY__LOG__LEVEL", "debug"),
             ("RECTIFY__IMPORT__IMMEDIATE_FIX", "3d"),
@@ -331,6 +333,7 @@ fn generic_environment_variables_set_any_scalar_key() {
     assert_eq!(s.schedule.remind, "0 */10 * * * *");
     assert_eq!(s.mail.username, "12345");
     assert_eq!(s.mail.tls, MailTls::StartTls);
+    assert_eq!(s.mail.lease, Duration::from_secs(5));
     assert_eq!(s.lang, Lang::En);
     assert_eq!(s.log.level, "debug");
     assert_eq!(s.import.immediate_fix, Offset::calendar_days(3));

@@ -510,13 +510,18 @@ impl Dispatcher {
 
     /// Sends every message that is ready, with up to `max_connections` in flight; records each
     /// outcome fenced by this pass's lease token. Returns what happened.
+    ///
+    /// `start` is the time at the call; each batch is claimed at `start` plus the time spent so
+    /// far, so its lease runs from its own claim, however long the earlier batches took.
     pub async fn deliver(
         &self,
-        now: DateTime<Utc>,
+        start: DateTime<Utc>,
         token: &str,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        let started = std::time::Instant::now();
         loop {
+            let now = start + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
             let lease =
                 chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(60));
             let batch = self.store.claim_outbox(now, now + lease, token, 64).await?;

@@ -91,21 +91,21 @@ pub struct Service {
 
 impl Service {
     /// The latest fire of `schedule` in (after, now], if any.
+    ///
+    /// Searched backwards from `now` (the cron crate walks the schedule's fields in reverse), so
+    /// the cost does not grow with the number of fires in between: a schedule firing every second
+    /// looked back on over 40 days still yields the fire of this second.
     fn latest_fire(
         schedule: &cron::Schedule,
         after: DateTime<Utc>,
         now: DateTime<Utc>,
         tz: chrono_tz::Tz,
     ) -> Option<DateTime<Utc>> {
-        let mut last = None;
-        for t in schedule.after(&after.with_timezone(&tz)).take(100_000) {
-            let t = t.with_timezone(&Utc);
-            if t > now {
-                break;
-            }
-            last = Some(t);
-        }
-        last
+        // Going back from a moment with a fraction of a second includes its whole second, so a
+        // fire exactly at `now` counts.
+        let from = (now + chrono::Duration::nanoseconds(1)).with_timezone(&tz);
+        let t = schedule.after(&from).next_back()?.with_timezone(&Utc);
+        (t > after).then_some(t)
     }
 
     /// Runs one round: claims and runs the jobs whose fire is due, delivers the outbox.
@@ -170,7 +170,9 @@ impl Service {
             }
         }
         let started = std::time::Instant::now();
-        let d = self.dispatcher.deliver(now, token).await?;
+        // The clock again: the jobs above may have taken a while, and the leases taken now must
+        // run from now.
+        let d = self.dispatcher.deliver(self.clock.now(), token).await?;
         self.stats
             .send_micros
             .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -282,5 +284,77 @@ async fn listen_for_changes(url: String, notify: Arc<Notify>) {
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn latest(expr: &str, after: &str, now: &str) -> Option<DateTime<Utc>> {
+        let s = cron::Schedule::from_str(expr).expect("cron");
+        Service::latest_fire(&s, utc(after), utc(now), chrono_tz::Asia::Shanghai)
+    }
+
+    #[test]
+    fn latest_fire_is_the_last_one_at_or_before_now() {
+        let now = "2026-03-02T10:00:05.300+08:00";
+        // Every second, looked back on over 40 days (millions of fires): this second's fire.
+        assert_eq!(
+            latest("* * * * * *", "2026-01-21T10:00:00+08:00", now),
+            Some(utc("2026-03-02T10:00:05+08:00"))
+        );
+        assert_eq!(
+            latest("*/2 * * * * *", "2026-01-21T10:00:00+08:00", now),
+            Some(utc("2026-03-02T10:00:04+08:00"))
+        );
+        // A fire exactly at `now` counts; one exactly at `after` does not.
+        assert_eq!(
+            latest(
+                "*/2 * * * * *",
+                "2026-03-02T10:00:00+08:00",
+                "2026-03-02T10:00:04+08:00"
+            ),
+            Some(utc("2026-03-02T10:00:04+08:00"))
+        );
+        assert_eq!(
+            latest(
+                "*/2 * * * * *",
+                "2026-03-02T10:00:04+08:00",
+                "2026-03-02T10:00:05+08:00"
+            ),
+            None
+        );
+        // Local time: the weekly dispatch at 09:00 Beijing time on Mondays.
+        assert_eq!(
+            latest(
+                "0 0 9 * * Mon",
+                "2026-01-21T00:00:00+08:00",
+                "2026-03-04T12:00:00+08:00"
+            ),
+            Some(
+                chrono_tz::Asia::Shanghai
+                    .with_ymd_and_hms(2026, 3, 2, 9, 0, 0)
+                    .single()
+                    .expect("time")
+                    .with_timezone(&Utc)
+            )
+        );
+        // Nothing since `after`.
+        assert_eq!(
+            latest("0 0 9 1 * *", "2026-03-01T09:00:00+08:00", now),
+            None
+        );
+        assert_eq!(
+            latest("0 0 9 1 * *", "2026-01-21T00:00:00+08:00", now),
+            Some(utc("2026-03-01T09:00:00+08:00"))
+        );
     }
 }

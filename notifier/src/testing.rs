@@ -1,10 +1,12 @@
 //! A real SMTP server for tests and benchmarks, in the test's own process: it speaks SMTP over
 //! TCP on loopback (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), records every message, and can be
-//! told to refuse some recipients temporarily (4xx) or permanently (5xx).
+//! told to refuse some recipients temporarily (4xx) or permanently (5xx), or to answer each
+//! message slowly (a loaded server, so that a delivery pass takes a while).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -63,6 +65,8 @@ struct State {
     /// Recipients refused with 451, how many more times.
     transient: HashMap<String, u32>,
     connections: u64,
+    /// How long to wait after each message's data before accepting it.
+    delay: Duration,
 }
 
 /// The server; dropped with the test. Clone it to share.
@@ -131,6 +135,12 @@ impl SmtpServer {
         self.lock()
             .transient
             .insert(rcpt.to_ascii_lowercase(), times);
+    }
+
+    /// Waits `delay` after each message's data before answering 250 (and recording it): every
+    /// connection then carries at most one message per `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.lock().delay = delay;
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -206,6 +216,10 @@ async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
                 }
                 let l = line.strip_prefix('.').unwrap_or(&line);
                 data.push_str(l);
+            }
+            let delay = lock(&state).delay;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             lock(&state).received.push(Received {
                 from: from.clone(),

@@ -14,8 +14,8 @@ use rectify_engine::remind::{self, DueReminder, ReminderKind, ReminderPolicy};
 use rectify_engine::{Item, ItemId};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, NotSet, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 
 use crate::entity::{item, job, operator, outbox, reminder};
@@ -374,14 +374,12 @@ impl Store {
     ) -> Result<i64> {
         let now = now_for_store(now);
         let txn = self.begin_write().await?;
-        let existing = outbox::Entity::find()
-            .filter(outbox::Column::MessageId.eq(msg.message_id.as_str()))
-            .one(&txn)
-            .await?;
-        let id = match existing {
+        let find =
+            || outbox::Entity::find().filter(outbox::Column::MessageId.eq(msg.message_id.as_str()));
+        let id = match find().one(&txn).await? {
             Some(m) => m.id,
             None => {
-                outbox::ActiveModel {
+                let row = outbox::ActiveModel {
                     id: NotSet,
                     message_id: Set(msg.message_id.clone()),
                     kind: Set(msg.kind.clone()),
@@ -399,10 +397,25 @@ impl Store {
                     last_error: Set(None),
                     created_at: Set(now),
                     sent_at: Set(None),
-                }
-                .insert(&txn)
-                .await?
-                .id
+                };
+                // Another instance's pass may be queuing the same message at this moment: its row
+                // wins (PostgreSQL waits for its transaction) and this one takes that row's id.
+                outbox::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::column(outbox::Column::MessageId)
+                            .do_nothing()
+                            .to_owned(),
+                    )
+                    .exec_without_returning(&txn)
+                    .await?;
+                find()
+                    .one(&txn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: "message",
+                        key: msg.message_id.clone(),
+                    })?
+                    .id
             }
         };
         for chunk in reminder_ids.chunks(500) {
