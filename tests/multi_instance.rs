@@ -10,7 +10,7 @@
 //!   `RECTIFY_TEST_PG_RESTART=1`: it disturbs every other test using that server);
 //! - a periodic job's fire is run by one instance only;
 //! - a delivery round longer than the lease keeps its batches while it sends them;
-//! - (ignored, a known bug) a pass that dies after queuing still plans the next overdue reminder.
+//! - a pass that dies after queuing still plans the next overdue reminder (re-planned on delivery).
 //!
 //! PostgreSQL only: each test returns early, saying so, when `RECTIFY_TEST_DATABASE_URL` is unset.
 //! The tests run one at a time (a lock), since each starts up to three services on a small machine.
@@ -1138,9 +1138,6 @@ fn a_delivery_longer_than_the_lease_is_not_taken_over_while_it_runs() {
 /// else, has its reminder pending. One service then runs: item 1 goes through a whole pass, item
 /// 2's digest is only delivered. Both items must end with the same next overdue reminder.
 #[test]
-#[ignore = "bug: a pass that dies between queuing a digest and re-planning its items leaves those \
-            items without their next overdue reminder (Dispatcher::plan_pass: queue_message, then \
-            replan_items)"]
 fn a_pass_killed_after_queuing_still_plans_the_next_overdue_reminder() {
     let _serial = serial();
     let Some(env) = postgres("a_pass_killed_after_queuing_still_plans_the_next_overdue_reminder")

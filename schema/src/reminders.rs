@@ -510,6 +510,28 @@ impl Store {
                 .filter(reminder::Column::OutboxId.eq(id))
                 .exec(&txn)
                 .await?;
+            // The next overdue repeat is planned one step ahead when a repeat goes out. The
+            // pass does it right after queuing; doing it again here, with the delivery, means a
+            // pass that died in between (crash, database restart) loses no repeat.
+            let overdue: Vec<ItemId> = reminder::Entity::find()
+                .filter(reminder::Column::OutboxId.eq(id))
+                .filter(reminder::Column::Kind.eq(ReminderKind::Overdue.as_str()))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|r| r.item_id)
+                .collect();
+            if !overdue.is_empty() {
+                let tomorrow = self.planner.local_date(now) + chrono::Duration::days(1);
+                for m in item::Entity::find()
+                    .filter(item::Column::Id.is_in(overdue))
+                    .all(&txn)
+                    .await?
+                {
+                    let it = crate::store::to_item_pub(&m)?;
+                    self.replan(&txn, &it, tomorrow, now).await?;
+                }
+            }
         }
         txn.commit().await?;
         Ok(r.rows_affected == 1)
