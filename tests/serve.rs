@@ -491,3 +491,22 @@ fn remind_preview_writes_nothing_and_remind_run_writes_eml_files_postgres() {
         remind_preview_writes_nothing_and_remind_run_writes_eml_files(env);
     }
 }
+
+/// On a database that has never run a pass, the first pass runs at start, not at the next fire
+/// of the (default, five-minute) schedule.
+#[test]
+fn the_first_pass_runs_at_start_with_the_default_schedule() {
+    let env = Env::sqlite();
+    set_up(&env);
+    let smtp = Smtp::start();
+    let mut env_vars = smtp_env(smtp.server.port());
+    env_vars.retain(|(k, _)| *k != "RECTIFY__SCHEDULE__REMIND");
+    let serve = Serve::spawn(&env, &vars(&env_vars));
+    let arrived = wait_until(Duration::from_secs(15), || {
+        !smtp.server.received().is_empty()
+    });
+    let (code, lines) = serve.terminate();
+    assert!(arrived, "no digest at start:\n{}", lines.join("\n"));
+    assert_eq!(code, Some(0));
+    assert_eq!(smtp.server.received().len(), 1);
+}

@@ -118,15 +118,18 @@ impl Service {
             let last = match store.job_last_fire(job.name()).await? {
                 Some(t) => t,
                 None => {
-                    // First start: count the most recent fire as done, no catch-up.
+                    // First start: count the most recent fire of a periodic summary as done (no
+                    // catch-up); the reminder pass runs at once.
                     let recent =
                         Self::latest_fire(schedule, now - chrono::Duration::days(40), now, tz)
                             .unwrap_or(now);
-                    store.ensure_job(job.name(), recent).await?;
                     if *job != Job::Remind {
+                        store.ensure_job(job.name(), recent).await?;
                         continue;
                     }
-                    recent - chrono::Duration::seconds(1)
+                    let before = recent - chrono::Duration::seconds(1);
+                    store.ensure_job(job.name(), before).await?;
+                    before
                 }
             };
             // After downtime only the latest missed fire runs.
