@@ -840,9 +840,16 @@ fn database_restart_mid_pass_recovers() {
         .filter(|(_, r)| r["fields"]["message"] == "scheduler round failed")
         .map(|(i, _)| i)
         .collect();
+    // The restart is noticed either by a round that was running a query (logged as an error,
+    // then the service carries on by itself) or, when it fell between queries, by the pool and
+    // the plan-change listener reconnecting; either way everything must be delivered below.
+    let reconnected = recs.iter().any(|r| {
+        let m = r["fields"]["message"].as_str().unwrap_or("");
+        m.contains("lost its connection") || m.contains("returned error")
+    });
     assert!(
-        !failed.is_empty(),
-        "no failed round logged across the restart (queued before it: {queued_before})\n{}",
+        !failed.is_empty() || reconnected,
+        "the restart left no trace in the log (queued before it: {queued_before})\n{}",
         lines.join("\n")
     );
     for &i in &failed {
@@ -851,14 +858,15 @@ fn database_restart_mid_pass_recovers() {
         assert!(r["fields"]["error"].is_string(), "{r}");
         assert!(r["fields"]["retry_in_ms"].is_u64(), "{r}");
     }
-    let last_failure = *failed.last().expect("a failure");
-    assert!(
-        recs[last_failure..].iter().any(|r| {
-            r["fields"]["message"] == "reminder pass" || r["fields"]["message"] == "delivery"
-        }),
-        "nothing done after the last failure\n{}",
-        lines.join("\n")
-    );
+    if let Some(&last_failure) = failed.last() {
+        assert!(
+            recs[last_failure..].iter().any(|r| {
+                r["fields"]["message"] == "reminder pass" || r["fields"]["message"] == "delivery"
+            }),
+            "nothing done after the last failure\n{}",
+            lines.join("\n")
+        );
+    }
     let got = smtp.received();
     let ids = assert_one_digest_per_unit(&fx, &got, "database restart");
     assert_eq!(ids.len(), expected);

@@ -510,3 +510,69 @@ fn the_first_pass_runs_at_start_with_the_default_schedule() {
     assert_eq!(code, Some(0));
     assert_eq!(smtp.server.received().len(), 1);
 }
+
+/// `GET` over a plain TCP connection; returns the status line and the body.
+fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+/// With `[http] listen` set, `serve` answers /healthz (database reachable, last pass) and
+/// /metrics (Prometheus text with passes, sends and queue depths).
+#[test]
+fn healthz_and_metrics_are_served() {
+    let env = Env::sqlite();
+    set_up(&env);
+    let smtp = Smtp::start();
+    let port = closed_port();
+    let mut env_vars = smtp_env(smtp.server.port());
+    env_vars.push(("RECTIFY_HTTP_LISTEN", format!("127.0.0.1:{port}")));
+    let serve = Serve::spawn(&env, &vars(&env_vars));
+    let delivered = wait_until(Duration::from_secs(15), || {
+        !smtp.server.received().is_empty()
+    });
+    // The counters move when the delivery round ends, just after the server got the message.
+    let mut metrics = None;
+    wait_until(Duration::from_secs(10), || {
+        metrics = http_get(port, "/metrics");
+        metrics
+            .as_ref()
+            .is_some_and(|(_, b)| b.contains("rectify_messages_sent_total 1"))
+    });
+    let health = http_get(port, "/healthz");
+    let missing = http_get(port, "/nope");
+    let (code, lines) = serve.terminate();
+    assert!(delivered, "{}", lines.join("\n"));
+    assert_eq!(code, Some(0));
+    let (status, body) = health.expect("healthz answered");
+    assert!(status.contains("200"), "{status}");
+    let h: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["database"], "reachable");
+    assert!(h["last_pass_unix"].as_i64().is_some(), "{h}");
+    let (status, body) = metrics.expect("metrics answered");
+    assert!(status.contains("200"), "{status}");
+    for name in [
+        "rectify_passes_total",
+        "rectify_messages_sent_total",
+        "rectify_messages_failed_total",
+        "rectify_reminders_skipped_total",
+        "rectify_send_seconds_sum",
+        "rectify_queue_depth{queue=\"reminders\"}",
+        "rectify_queue_depth{queue=\"outbox\"}",
+    ] {
+        assert!(body.contains(name), "metrics lack {name}:\n{body}");
+    }
+    assert!(body.contains("rectify_messages_sent_total 1"), "{body}");
+    assert!(missing.expect("answered").0.contains("404"));
+}
