@@ -349,6 +349,97 @@ async fn admin_store(app: &App) -> CliResult<(Store, rectify_engine::Actor)> {
     Ok((store, actor))
 }
 
+/// Prints records: JSON (one object after `add`, an array for `list`) or an aligned table.
+fn print_records<T: serde::Serialize>(
+    app: &App,
+    records: &[T],
+    single: bool,
+    headers: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    if app.json() {
+        match (single, records) {
+            (true, [one]) => println!("{}", json!(one)),
+            _ => println!("{}", json!(records)),
+        }
+        return;
+    }
+    let mut t = output::Table::new(headers);
+    for r in records {
+        t.row(row(r));
+    }
+    print!("{}", t.render());
+}
+
+fn print_units(app: &App, units: &[Unit], single: bool) {
+    let l = app.lang;
+    print_records(
+        app,
+        units,
+        single,
+        &[
+            l.pick("编号", "Code"),
+            l.pick("名称", "Name"),
+            l.pick("上级", "Parent"),
+            l.pick("责任领导", "Leader"),
+            l.pick("邮箱", "Emails"),
+        ],
+        |u| {
+            vec![
+                u.code.clone(),
+                u.name.clone(),
+                u.parent.clone().unwrap_or_else(|| "-".into()),
+                u.leader.clone().unwrap_or_else(|| "-".into()),
+                u.emails.join(", "),
+            ]
+        },
+    );
+}
+
+fn print_operators(app: &App, ops: &[Operator], single: bool) {
+    let l = app.lang;
+    print_records(
+        app,
+        ops,
+        single,
+        &[
+            l.pick("姓名", "Name"),
+            l.pick("角色", "Role"),
+            l.pick("单位", "Unit"),
+            l.pick("邮箱", "Email"),
+        ],
+        |o| {
+            vec![
+                o.name.clone(),
+                o.role.label(l).to_string(),
+                o.unit.clone().unwrap_or_else(|| "-".into()),
+                o.email.clone().unwrap_or_else(|| "-".into()),
+            ]
+        },
+    );
+}
+
+fn print_rounds(app: &App, rounds: &[Round], single: bool) {
+    let l = app.lang;
+    print_records(
+        app,
+        rounds,
+        single,
+        &[
+            l.pick("编号", "Code"),
+            l.pick("名称", "Title"),
+            l.pick("来源", "Source"),
+        ],
+        |r| {
+            vec![
+                r.code.clone(),
+                r.title.clone(),
+                r.source.label(l).to_string(),
+            ]
+        },
+    );
+}
+
 async fn unit(app: &App, c: UnitCmd) -> CliResult {
     match c {
         UnitCmd::Add {
@@ -376,44 +467,15 @@ async fn unit(app: &App, c: UnitCmd) -> CliResult {
                 )
                 .await
                 .lang(app.lang)?;
-            print_units(app, &[u]);
+            print_units(app, &[u], true);
         }
         UnitCmd::List => {
             let store = app.open().await?;
             let units = store.list_units().await.lang(app.lang)?;
-            print_units(app, &units);
+            print_units(app, &units, false);
         }
     }
     Ok(())
-}
-
-fn print_units(app: &App, units: &[Unit]) {
-    if app.json() {
-        if units.len() == 1 {
-            println!("{}", json!(units[0]));
-        } else {
-            println!("{}", json!(units));
-        }
-        return;
-    }
-    let l = app.lang;
-    let mut t = output::Table::new(&[
-        l.pick("编号", "Code"),
-        l.pick("名称", "Name"),
-        l.pick("上级", "Parent"),
-        l.pick("责任领导", "Leader"),
-        l.pick("邮箱", "Emails"),
-    ]);
-    for u in units {
-        t.row(vec![
-            u.code.clone(),
-            u.name.clone(),
-            u.parent.clone().unwrap_or_else(|| "-".into()),
-            u.leader.clone().unwrap_or_else(|| "-".into()),
-            u.emails.join(", "),
-        ]);
-    }
-    print!("{}", t.render());
 }
 
 async fn operator(app: &App, c: OperatorCmd) -> CliResult {
@@ -438,42 +500,15 @@ async fn operator(app: &App, c: OperatorCmd) -> CliResult {
                 )
                 .await
                 .lang(app.lang)?;
-            print_operators(app, &[o]);
+            print_operators(app, &[o], true);
         }
         OperatorCmd::List => {
             let store = app.open().await?;
             let ops = store.list_operators().await.lang(app.lang)?;
-            print_operators(app, &ops);
+            print_operators(app, &ops, false);
         }
     }
     Ok(())
-}
-
-fn print_operators(app: &App, ops: &[Operator]) {
-    if app.json() {
-        if ops.len() == 1 {
-            println!("{}", json!(ops[0]));
-        } else {
-            println!("{}", json!(ops));
-        }
-        return;
-    }
-    let l = app.lang;
-    let mut t = output::Table::new(&[
-        l.pick("姓名", "Name"),
-        l.pick("角色", "Role"),
-        l.pick("单位", "Unit"),
-        l.pick("邮箱", "Email"),
-    ]);
-    for o in ops {
-        t.row(vec![
-            o.name.clone(),
-            o.role.label(l).to_string(),
-            o.unit.clone().unwrap_or_else(|| "-".into()),
-            o.email.clone().unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    print!("{}", t.render());
 }
 
 async fn round(app: &App, c: RoundCmd) -> CliResult {
@@ -496,40 +531,15 @@ async fn round(app: &App, c: RoundCmd) -> CliResult {
                 )
                 .await
                 .lang(app.lang)?;
-            print_rounds(app, &[r]);
+            print_rounds(app, &[r], true);
         }
         RoundCmd::List => {
             let store = app.open().await?;
             let rounds = store.list_rounds().await.lang(app.lang)?;
-            print_rounds(app, &rounds);
+            print_rounds(app, &rounds, false);
         }
     }
     Ok(())
-}
-
-fn print_rounds(app: &App, rounds: &[Round]) {
-    if app.json() {
-        if rounds.len() == 1 {
-            println!("{}", json!(rounds[0]));
-        } else {
-            println!("{}", json!(rounds));
-        }
-        return;
-    }
-    let l = app.lang;
-    let mut t = output::Table::new(&[
-        l.pick("编号", "Code"),
-        l.pick("名称", "Title"),
-        l.pick("来源", "Source"),
-    ]);
-    for r in rounds {
-        t.row(vec![
-            r.code.clone(),
-            r.title.clone(),
-            r.source.label(l).to_string(),
-        ]);
-    }
-    print!("{}", t.render());
 }
 
 async fn item(app: &App, c: ItemCmd) -> CliResult {
