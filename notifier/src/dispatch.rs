@@ -163,7 +163,7 @@ impl Dispatcher {
         }
     }
 
-    fn light_of(&self, item: &Item, today: NaiveDate) -> Option<Light> {
+    pub(crate) fn light_of(&self, item: &Item, today: NaiveDate) -> Option<Light> {
         let tz = self.cfg.tz;
         light(item, today, &self.cfg.calendar, &self.cfg.light, &|t| {
             t.with_timezone(&tz).date_naive()

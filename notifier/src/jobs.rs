@@ -77,12 +77,7 @@ impl Dispatcher {
                     .unwrap_or_default(),
             )
         };
-        let light_of = |i: &rectify_engine::Item| {
-            let tz = self.cfg.tz;
-            rectify_engine::light::light(i, today, &self.cfg.calendar, &self.cfg.light, &|t| {
-                t.with_timezone(&tz).date_naive()
-            })
-        };
+        let light_of = |i: &rectify_engine::Item| self.light_of(i, today);
         match job {
             Job::Remind => return Ok(0),
             Job::DailyDigest => {

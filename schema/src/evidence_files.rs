@@ -23,25 +23,7 @@ pub fn path_for(dir: &Path, sha256: &str) -> PathBuf {
 /// Checks that every file can be read as evidence, before any is copied.
 pub fn check_readable(files: &[PathBuf]) -> Result<(), StoreError> {
     for f in files {
-        let meta = fs::metadata(f).map_err(|e| {
-            StoreError::Evidence(format!(
-                "cannot read evidence file {}: {e}; check the path",
-                f.display()
-            ))
-        })?;
-        if !meta.is_file() {
-            return Err(StoreError::Evidence(format!(
-                "evidence {} is not a regular file; give a file",
-                f.display()
-            )));
-        }
-        if meta.len() > MAX_EVIDENCE_BYTES {
-            return Err(StoreError::Evidence(format!(
-                "evidence file {} is {} bytes; the limit is {MAX_EVIDENCE_BYTES}",
-                f.display(),
-                meta.len()
-            )));
-        }
+        check_one(f)?;
         File::open(f).map_err(|e| {
             StoreError::Evidence(format!("cannot open evidence file {}: {e}", f.display()))
         })?;
@@ -49,9 +31,8 @@ pub fn check_readable(files: &[PathBuf]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Copies `src` into the evidence folder and returns its record. Only the file's own name (never
-/// a path) is kept as the original name; nothing is ever written outside `dir`.
-pub fn store(dir: &Path, src: &Path) -> Result<EvidenceRef, StoreError> {
+/// A regular file within the size limit.
+fn check_one(src: &Path) -> Result<fs::Metadata, StoreError> {
     let meta = fs::metadata(src).map_err(|e| {
         StoreError::Evidence(format!(
             "cannot read evidence file {}: {e}; check the path",
@@ -71,6 +52,13 @@ pub fn store(dir: &Path, src: &Path) -> Result<EvidenceRef, StoreError> {
             meta.len()
         )));
     }
+    Ok(meta)
+}
+
+/// Copies `src` into the evidence folder and returns its record. Only the file's own name (never
+/// a path) is kept as the original name; nothing is ever written outside `dir`.
+pub fn store(dir: &Path, src: &Path) -> Result<EvidenceRef, StoreError> {
+    check_one(src)?;
     let name = src
         .file_name()
         .map(|n| n.to_string_lossy().to_string())

@@ -102,6 +102,20 @@ impl Directory {
     }
 }
 
+/// A reminder row as the dispatcher sees it (rows of an unknown kind or date are left alone).
+fn due_of(r: reminder::Model) -> Option<(ItemId, DueReminder)> {
+    Some((
+        r.item_id,
+        DueReminder {
+            id: r.id,
+            kind: ReminderKind::parse(&r.kind)?,
+            step: r.step,
+            send_on: parse_date(&r.send_on)?,
+            deadline_version: r.deadline_version,
+        },
+    ))
+}
+
 fn date_str(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
@@ -250,21 +264,7 @@ impl Store {
             .limit(limit)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some((
-                    r.item_id,
-                    DueReminder {
-                        id: r.id,
-                        kind: ReminderKind::parse(&r.kind)?,
-                        step: r.step,
-                        send_on: parse_date(&r.send_on)?,
-                        deadline_version: r.deadline_version,
-                    },
-                ))
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(due_of).collect())
     }
 
     /// How many reminders are pending (the queue depth).
@@ -543,21 +543,7 @@ impl Store {
             .filter(reminder::Column::OutboxId.eq(outbox_id))
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some((
-                    r.item_id,
-                    DueReminder {
-                        id: r.id,
-                        kind: ReminderKind::parse(&r.kind)?,
-                        step: r.step,
-                        send_on: parse_date(&r.send_on)?,
-                        deadline_version: r.deadline_version,
-                    },
-                ))
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(due_of).collect())
     }
 
     /// Withdraws a message whose content went stale before it could be delivered (an item's

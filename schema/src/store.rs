@@ -545,10 +545,7 @@ impl Store {
 
     /// Checks that every unit a command or a new item names exists, before anything is written.
     async fn check_units<'a>(&self, units: impl IntoIterator<Item = &'a String>) -> Result<()> {
-        for u in units {
-            self.find_unit(u).await?;
-        }
-        Ok(())
+        check_units_on(&self.db, units).await
     }
 
     /// Creates an item; when it names a lead unit and a deadline it is assigned in the same
@@ -717,24 +714,11 @@ impl Store {
     }
 
     async fn get_item_model(&self, id: ItemId) -> Result<item::Model> {
-        item::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| StoreError::NotFound {
-                what: "item",
-                key: id.to_string(),
-            })
+        item_model_on(&self.db, id).await
     }
 
     pub async fn open_children(&self, id: ItemId) -> Result<u64> {
-        Ok(item::Entity::find()
-            .filter(item::Column::ParentId.eq(id))
-            .filter(
-                item::Column::State
-                    .is_not_in([ItemState::Closed.as_str(), ItemState::Cancelled.as_str()]),
-            )
-            .count(&self.db)
-            .await?)
+        open_children_on(&self.db, id).await
     }
 
     /// Copies evidence files into the content-addressed evidence folder. Done before the
