@@ -13,7 +13,7 @@ use rectify_import::decode::{self, Wanted};
 use rectify_import::ledger::{self, Column, LedgerNode, LedgerRow, RowError};
 use rectify_import::units::{Resolution, UnitDirectory, UnitEntry, split_units};
 use rectify_import::{DocError, DraftItem, numbers};
-use rectify_schema::{Store, Unit};
+use rectify_schema::{BatchError, BatchItem, Store, Unit};
 use serde_json::json;
 use unicode_width::UnicodeWidthStr;
 
@@ -233,21 +233,34 @@ async fn doc(app: &App, file: &std::path::Path, round: &str, dry_run: bool) -> C
         return Ok(());
     }
     let actor = admin(app, &store).await?;
-    let bulk = store.bulk().await.lang(lang)?;
     let mut order = Vec::new();
     preorder(&mut order, &plan, None);
     let today = app.today();
-    let mut created: Vec<(ItemId, &Planned)> = Vec::new();
-    for (p, parent) in &order {
-        let new = new_item(round, parent.map(|i| created[i].0), p);
-        match bulk.create(&new, None, &actor, app.now, today).await {
-            Ok(item) => created.push((item.id, p)),
-            Err(e) => {
-                let _ = bulk.rollback().await;
-                return Err(at_origin(lang, "行", "line", p.origin, e));
-            }
+    let batch: Vec<BatchItem> = order
+        .iter()
+        .map(|(p, parent)| BatchItem {
+            new: new_item(round, None, p),
+            parent: *parent,
+            assign: None,
+            assign_day: today,
+            life: Vec::new(),
+        })
+        .collect();
+    let bulk = store.bulk().await.lang(lang)?;
+    let created = match bulk
+        .create_batch(batch, &actor, app.now, today, &|_| {})
+        .await
+    {
+        Ok(done) => done
+            .into_iter()
+            .zip(order.iter())
+            .map(|((id, _), (p, _))| (id, *p))
+            .collect::<Vec<(ItemId, &Planned)>>(),
+        Err(e) => {
+            let _ = bulk.rollback().await;
+            return Err(batch_error(lang, "行", "line", e, |i| order[i].0.origin));
         }
-    }
+    };
     bulk.commit().await.lang(lang)?;
     if app.json() {
         println!(
@@ -292,6 +305,20 @@ fn doc_error(e: &DocError, lang: Lang) -> CliError {
         ),
     };
     CliError::bad(lang, zh, e.to_string())
+}
+
+/// A refused batch as a CLI error naming the line or row of the refused item.
+fn batch_error(
+    lang: Lang,
+    zh_unit: &str,
+    en_unit: &str,
+    e: BatchError,
+    origin: impl Fn(usize) -> usize,
+) -> CliError {
+    match e.index {
+        Some(i) => at_origin(lang, zh_unit, en_unit, origin(i), e.error),
+        None => CliError::from_store(e.error, lang),
+    }
 }
 
 fn at_origin(
@@ -568,6 +595,7 @@ async fn ledger(
         co_header: header_text(Column::CoUnits),
         deadline_header: header_text(Column::Deadline),
         status_header: header_text(Column::Status),
+        resolved: HashMap::new(),
     };
     let plan: Vec<Planned> = tree.iter().map(|n| plan_node(n, &mut ctx)).collect();
     let new_units = std::mem::take(&mut ctx.new_units);
@@ -726,11 +754,22 @@ struct LedgerCtx<'a> {
     co_header: String,
     deadline_header: String,
     status_header: String,
+    /// Names already resolved: a ledger names the same few hundred units on every row.
+    resolved: HashMap<String, String>,
 }
 
 impl LedgerCtx<'_> {
     /// The code of the unit a cell names; creates it with `--create-units`.
     fn unit(&mut self, name: &str, row: usize, column: &str) -> Option<String> {
+        if let Some(code) = self.resolved.get(name) {
+            return Some(code.clone());
+        }
+        let code = self.resolve(name, row, column)?;
+        self.resolved.insert(name.to_string(), code.clone());
+        Some(code)
+    }
+
+    fn resolve(&mut self, name: &str, row: usize, column: &str) -> Option<String> {
         match self.dir.resolve(name) {
             Resolution::Found(code) => Some(code),
             Resolution::Ambiguous(codes) => {
@@ -941,59 +980,45 @@ async fn write_ledger(
     for u in new_units {
         bulk.add_unit(u, app.now).await.lang(lang)?;
     }
-    // Pre-order: parents first, so children know their parent's id.
+    // Pre-order: parents first; the batch runs the life cycles children first.
     let mut all = Vec::new();
     preorder(&mut all, plan, None);
-    let mut ids: Vec<ItemId> = Vec::with_capacity(all.len());
-    for (p, parent) in &all {
-        let assign = match (&p.lead_unit, p.deadline) {
-            (Some(lead), Some(deadline))
-                if !matches!(p.target, ItemState::Draft | ItemState::Cancelled) =>
-            {
-                Some(Command::Assign {
-                    lead_unit: lead.clone(),
-                    co_units: p.co_units.clone(),
-                    leader: p.leader.clone(),
-                    deadline,
-                })
+    let batch: Vec<BatchItem> = all
+        .iter()
+        .map(|(p, parent)| {
+            let assign = match (&p.lead_unit, p.deadline) {
+                (Some(lead), Some(deadline))
+                    if !matches!(p.target, ItemState::Draft | ItemState::Cancelled) =>
+                {
+                    Some(Command::Assign {
+                        lead_unit: lead.clone(),
+                        co_units: p.co_units.clone(),
+                        leader: p.leader.clone(),
+                        deadline,
+                    })
+                }
+                _ => None,
+            };
+            // A ledger records assignments made earlier: a deadline that has passed is kept
+            // (the item is overdue) instead of being refused as "in the past".
+            let assign_day = match p.deadline {
+                Some(Deadline::Date(d)) if d < today => d,
+                _ => today,
+            };
+            BatchItem {
+                new: new_item(round, None, p),
+                parent: *parent,
+                assign,
+                assign_day,
+                life: lifecycle(p),
             }
-            _ => None,
-        };
-        // A ledger records assignments made earlier: a deadline that has passed is kept (the
-        // item is overdue) instead of being refused as "in the past".
-        let check_day = match p.deadline {
-            Some(Deadline::Date(d)) if d < today => d,
-            _ => today,
-        };
-        let item = bulk
-            .create(
-                &new_item(round, parent.map(|i| ids[i]), p),
-                assign.as_ref(),
-                actor,
-                app.now,
-                check_day,
-            )
-            .await
-            .map_err(|e| at_origin(lang, "行", "row", p.origin, e))?;
-        ids.push(item.id);
-        bar.inc(1);
-    }
-    // Post-order for the life cycle: children are closed before their parents.
-    let mut states = vec![ItemState::Draft; all.len()];
-    for i in (0..all.len()).rev() {
-        let (p, _) = all[i];
-        let mut item = None;
-        for cmd in lifecycle(p) {
-            item = Some(
-                bulk.apply(ids[i], &cmd, actor, app.now, today)
-                    .await
-                    .map_err(|e| at_origin(lang, "行", "row", p.origin, e))?,
-            );
-        }
-        states[i] = match item {
-            Some(it) => it.state,
-            None => bulk.get_item(ids[i]).await.lang(lang)?.state,
-        };
-    }
-    Ok(states)
+        })
+        .collect();
+    let done = bulk
+        .create_batch(batch, actor, app.now, today, &|n| {
+            bar.set_position(n as u64)
+        })
+        .await
+        .map_err(|e| batch_error(lang, "行", "row", e, |i| all[i].0.origin))?;
+    Ok(done.into_iter().map(|(_, state)| state).collect())
 }

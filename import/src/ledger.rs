@@ -699,6 +699,10 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
     let has_cat = header.has(Column::Category);
     let has_prob = header.has(Column::Problem);
+    // How many categories (key "") and problems (key: the parent's number) each list holds so
+    // far: counting the list on every row made a long ledger quadratic.
+    let mut categories = 0usize;
+    let mut problems: std::collections::HashMap<String, usize> = Default::default();
     for r in rows {
         let measure = measure_title(r, header);
         let problem = if has_prob {
@@ -736,10 +740,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                 .last()
                 .is_some_and(|n| n.kind == NodeKind::Category && n.title == category && !own);
             if !reuse {
-                let k = siblings
-                    .iter()
-                    .filter(|n| n.kind == NodeKind::Category)
-                    .count();
+                let k = categories;
+                categories += 1;
                 let number = if own && !r.number.is_empty() {
                     clean_number(&r.number)
                 } else {
@@ -764,10 +766,9 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                 .last()
                 .is_some_and(|n| n.kind == NodeKind::Problem && n.title == problem && !own);
             if !reuse {
-                let k = siblings
-                    .iter()
-                    .filter(|n| n.kind == NodeKind::Problem)
-                    .count();
+                let counter = problems.entry(prefix.clone()).or_default();
+                let k = *counter;
+                *counter += 1;
                 let seg = if own && !r.number.is_empty() {
                     clean_number(&r.number)
                 } else {

@@ -15,7 +15,7 @@ pub mod testing;
 
 pub use sea_orm;
 
-pub use bulk::{Bulk, EventRow};
+pub use bulk::{BatchError, BatchItem, Bulk, EventRow};
 pub use error::{ErrorClass, StoreError};
 pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner};
 pub use store::{

@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(M20261123_000001Init),
             Box::new(M20261123_000002Reminders),
             Box::new(M20261123_000003PlanKey),
+            Box::new(M20261123_000004ReminderItemIndex),
         ]
     }
 }
@@ -311,6 +312,35 @@ impl MigrationTrait for M20261123_000003PlanKey {
             Table::alter()
                 .table("items")
                 .add_column(string_null("plan_key"))
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261123_000004ReminderItemIndex;
+
+impl MigrationName for M20261123_000004ReminderItemIndex {
+    fn name(&self) -> &str {
+        "m20261123_000004_reminder_item_index"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261123_000004ReminderItemIndex {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // Re-planning one item cancels its pending rows (`item_id = ? AND state = 'pending'`).
+        // With only the unique key (item_id, …) and the due index (state, send_on), SQLite's
+        // planner takes the due index and walks every pending reminder of every item: each
+        // command cost O(pending reminders), an import of n rows O(n²). Two equality columns
+        // make this index the planner's choice on both engines.
+        m.create_index(
+            Index::create()
+                .name("idx_reminders_item_state")
+                .table("reminders")
+                .col("item_id")
+                .col("state")
                 .to_owned(),
         )
         .await

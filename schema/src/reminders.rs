@@ -47,6 +47,29 @@ impl Planner {
     pub fn local_date(&self, at: DateTime<Utc>) -> NaiveDate {
         at.with_timezone(&self.tz).date_naive()
     }
+
+    /// The reminder plan of `item` on `today`, and its digest (stored as the item's `plan_key`,
+    /// so a command that leaves the plan as it was touches no reminder row).
+    pub fn plan_for(&self, item: &Item, today: NaiveDate) -> (Vec<remind::Planned>, String) {
+        let planned = remind::plan(item, &self.policy, &self.calendar, today, &|t| {
+            self.local_date(t)
+        });
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for r in &planned {
+            sha2::Digest::update(
+                &mut h,
+                format!(
+                    "{}:{}:{}:{};",
+                    r.kind.as_str(),
+                    r.step,
+                    r.deadline_version,
+                    r.send_on
+                ),
+            );
+        }
+        let key = hex::encode(&sha2::Digest::finalize(h)[..12]);
+        (planned, key)
+    }
 }
 
 /// A message ready to be queued.
@@ -127,23 +150,7 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
 impl Store {
     /// The reminder plan of `item` on `today`, and its digest.
     pub(crate) fn plan_for(&self, item: &Item, today: NaiveDate) -> (Vec<remind::Planned>, String) {
-        let p = &self.planner;
-        let planned = remind::plan(item, &p.policy, &p.calendar, today, &|t| p.local_date(t));
-        let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        for r in &planned {
-            sha2::Digest::update(
-                &mut h,
-                format!(
-                    "{}:{}:{}:{};",
-                    r.kind.as_str(),
-                    r.step,
-                    r.deadline_version,
-                    r.send_on
-                ),
-            );
-        }
-        let key = hex::encode(&sha2::Digest::finalize(h)[..12]);
-        (planned, key)
+        self.planner.plan_for(item, today)
     }
 
     /// Writes `item`'s reminder plan for `today` inside `txn` and records its digest on the item.
@@ -166,7 +173,10 @@ impl Store {
 
     /// Makes the item's reminder rows follow `planned`: pending rows the plan no longer contains
     /// (an old deadline, a state that needs no reminders) are cancelled, planned rows that do not
-    /// exist yet are inserted (the unique key makes this idempotent). Two statements.
+    /// exist yet are inserted (the unique key makes this idempotent), and planned rows cancelled
+    /// by an earlier re-plan are pending again (an item taken back into a state that needs them:
+    /// in progress → long-term plans the same progress reminder). Sent and skipped rows stay as
+    /// they are. Two statements.
     pub(crate) async fn write_plan(
         &self,
         txn: &DatabaseTransaction,
@@ -202,19 +212,7 @@ impl Store {
         if planned.is_empty() {
             return Ok(());
         }
-        let rows = planned.iter().map(|r| reminder::ActiveModel {
-            id: NotSet,
-            item_id: Set(item.id),
-            kind: Set(r.kind.as_str().to_string()),
-            step: Set(r.step),
-            deadline_version: Set(r.deadline_version),
-            send_on: Set(date_str(r.send_on)),
-            state: Set("pending".into()),
-            reason: Set(None),
-            outbox_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        });
+        let rows = planned.iter().map(|r| reminder_row(item.id, r, now));
         reminder::Entity::insert_many(rows)
             .on_conflict(
                 OnConflict::columns([
@@ -223,7 +221,16 @@ impl Store {
                     reminder::Column::Step,
                     reminder::Column::DeadlineVersion,
                 ])
-                .do_nothing()
+                .update_columns([
+                    reminder::Column::State,
+                    reminder::Column::SendOn,
+                    reminder::Column::Reason,
+                    reminder::Column::UpdatedAt,
+                ])
+                .action_and_where(sea_orm::sea_query::ExprTrait::eq(
+                    Expr::col((reminder::Entity, reminder::Column::State)),
+                    "cancelled",
+                ))
                 .to_owned(),
             )
             .exec_without_returning(txn)
@@ -779,10 +786,51 @@ impl Store {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Claims an extra run of `name` at `at` for a change heard at `since`: taken only when no
+    /// run has been claimed since that moment (one that was has seen the change). The job's row
+    /// exists (`ensure_job`).
+    pub async fn claim_job_since(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+        instance: &str,
+    ) -> Result<bool> {
+        let r = job::Entity::update_many()
+            .col_expr(job::Column::LastFire, Expr::value(now_for_store(at)))
+            .col_expr(job::Column::ClaimedBy, Expr::value(instance))
+            .filter(job::Column::Name.eq(name))
+            .filter(job::Column::LastFire.lt(now_for_store(since)))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
     pub async fn job_last_fire(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(job::Entity::find_by_id(name.to_string())
             .one(&self.db)
             .await?
             .map(|j| j.last_fire))
+    }
+}
+
+/// The row of one planned reminder, as it is first written (pending).
+pub(crate) fn reminder_row(
+    item_id: ItemId,
+    r: &remind::Planned,
+    now: DateTime<Utc>,
+) -> reminder::ActiveModel {
+    reminder::ActiveModel {
+        id: NotSet,
+        item_id: Set(item_id),
+        kind: Set(r.kind.as_str().to_string()),
+        step: Set(r.step),
+        deadline_version: Set(r.deadline_version),
+        send_on: Set(date_str(r.send_on)),
+        state: Set("pending".into()),
+        reason: Set(None),
+        outbox_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
     }
 }

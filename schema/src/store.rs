@@ -206,7 +206,7 @@ pub(crate) fn to_item(m: &item::Model) -> Result<Item> {
 }
 
 /// Every column of an item row except the id and the chain head, from the engine's item.
-fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::ActiveModel {
+pub(crate) fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::ActiveModel {
     item::ActiveModel {
         id: NotSet,
         round_code: Set(i.round.clone()),
@@ -242,6 +242,46 @@ fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::ActiveModel {
         head_hash: Set(head_hash.to_string()),
         plan_key: NotSet,
     }
+}
+
+/// One event of an item's chain, ready to insert: its row, sequence number and hash.
+pub(crate) struct EventLink {
+    pub row: event::ActiveModel,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The event that follows (`prev_seq`, `prev_hash`) in item `item_id`'s chain for outcome `o`:
+/// every path that writes an event (a command, a creation, an import) builds it here.
+pub(crate) fn event_link(item_id: i64, prev_seq: i64, prev_hash: &str, o: &Outcome) -> EventLink {
+    let seq = prev_seq + 1;
+    let payload = stored_payload(o);
+    let evidence_hashes: Vec<String> = o.event.evidence.iter().map(|e| e.sha256.clone()).collect();
+    let at = now_for_store(o.event.at);
+    let hash = ChainLink {
+        item_id,
+        seq,
+        kind: o.event.kind,
+        actor: &o.event.actor,
+        at,
+        payload: &payload,
+        evidence: &evidence_hashes,
+        prev_hash,
+    }
+    .hash();
+    let row = event::ActiveModel {
+        id: NotSet,
+        item_id: Set(item_id),
+        seq: Set(seq),
+        kind: Set(o.event.kind.to_string()),
+        actor: Set(o.event.actor.clone()),
+        at: Set(at),
+        payload: Set(chain::canonical_string(&payload)),
+        evidence: Set(json_list(&evidence_hashes)),
+        prev_hash: Set(prev_hash.to_string()),
+        hash: Set(hash.clone()),
+    };
+    EventLink { row, seq, hash }
 }
 
 /// The payload as stored: the engine's payload plus the evidence files' names and sizes, so the
@@ -662,36 +702,8 @@ impl Store {
         prev_hash: &str,
         o: &Outcome,
     ) -> Result<(i64, String)> {
-        let seq = prev_seq + 1;
-        let payload = stored_payload(o);
-        let evidence_hashes: Vec<String> =
-            o.event.evidence.iter().map(|e| e.sha256.clone()).collect();
-        let at = now_for_store(o.event.at);
-        let hash = ChainLink {
-            item_id,
-            seq,
-            kind: o.event.kind,
-            actor: &o.event.actor,
-            at,
-            payload: &payload,
-            evidence: &evidence_hashes,
-            prev_hash,
-        }
-        .hash();
-        let ev = event::ActiveModel {
-            id: NotSet,
-            item_id: Set(item_id),
-            seq: Set(seq),
-            kind: Set(o.event.kind.to_string()),
-            actor: Set(o.event.actor.clone()),
-            at: Set(at),
-            payload: Set(chain::canonical_string(&payload)),
-            evidence: Set(json_list(&evidence_hashes)),
-            prev_hash: Set(prev_hash.to_string()),
-            hash: Set(hash.clone()),
-        }
-        .insert(txn)
-        .await?;
+        let link = event_link(item_id, prev_seq, prev_hash, o);
+        let ev = link.row.insert(txn).await?;
         for e in &o.event.evidence {
             evidence::ActiveModel {
                 id: NotSet,
@@ -700,12 +712,12 @@ impl Store {
                 sha256: Set(e.sha256.clone()),
                 size: Set(i64::try_from(e.size).unwrap_or(i64::MAX)),
                 original_name: Set(e.name.clone()),
-                created_at: Set(at),
+                created_at: Set(ev.at),
             }
             .insert(txn)
             .await?;
         }
-        Ok((seq, hash))
+        Ok((link.seq, link.hash))
     }
 
     pub async fn get_item(&self, id: ItemId) -> Result<Item> {
@@ -827,29 +839,11 @@ impl Store {
         let id = model.id;
         // The version check comes first: it takes the write lock (SQLite) or the row lock
         // (PostgreSQL) before anything else is read or written.
-        let seq = model.head_seq + 1;
-        let payload = stored_payload(outcome);
-        let evidence_hashes: Vec<String> = outcome
-            .event
-            .evidence
-            .iter()
-            .map(|e| e.sha256.clone())
-            .collect();
-        let head_hash = ChainLink {
-            item_id: id,
-            seq,
-            kind: outcome.event.kind,
-            actor: &outcome.event.actor,
-            at: now,
-            payload: &payload,
-            evidence: &evidence_hashes,
-            prev_hash: &model.head_hash,
-        }
-        .hash();
+        let link = event_link(id, model.head_seq, &model.head_hash, outcome);
         // The reminder plan is decided now and its digest written with the row, so a command
         // that leaves the plan as it was touches no reminder row.
         let (planned, plan_key) = self.plan_for(&outcome.item, today);
-        let mut columns = item_columns(&outcome.item, seq, &head_hash);
+        let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
         columns.plan_key = Set(Some(plan_key.clone()));
         let updated = item::Entity::update_many()
             .set(columns)
@@ -863,7 +857,7 @@ impl Store {
         let (_, written_hash) = self
             .append_event(txn, id, model.head_seq, &model.head_hash, outcome)
             .await?;
-        debug_assert_eq!(written_hash, head_hash);
+        debug_assert_eq!(written_hash, link.hash);
         self.record_extension(txn, current, outcome, command, actor, now)
             .await?;
         // Reminders are re-planned in the same transaction as the command (imports too).

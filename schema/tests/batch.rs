@@ -1,0 +1,395 @@
+//! The import path (`Bulk::create_batch`) writes exactly what the single-command path writes:
+//! the same item rows, the same hash-chained events, the same reminder rows. A refused batch
+//! writes nothing. SQLite always, PostgreSQL when `RECTIFY_TEST_DATABASE_URL` is set.
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use rectify_engine::*;
+use rectify_schema::entity::{event, item, reminder};
+use rectify_schema::sea_orm::{EntityTrait, QueryOrder};
+use rectify_schema::testing::TestDb;
+use rectify_schema::{BatchItem, Operator, Round, Store, StoreError, Unit};
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn today() -> NaiveDate {
+    d("2026-03-02")
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.from_utc_datetime(&today().and_hms_micro_opt(1, 2, 3, 456_789).unwrap())
+}
+
+async fn seed(store: &Store) -> Actor {
+    for (code, name) in [("FGJ", "区发改局"), ("SFJ", "区司法局")] {
+        store
+            .add_unit(
+                &Unit {
+                    code: code.into(),
+                    name: name.into(),
+                    parent: None,
+                    emails: vec![format!("{}@example.gov.cn", code.to_lowercase())],
+                    leader: None,
+                    leader_email: None,
+                    aliases: vec![],
+                },
+                now(),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .add_round(
+            &Round {
+                code: "R1".into(),
+                title: "巡视反馈问题整改".into(),
+                source: Source::Inspection,
+            },
+            now(),
+        )
+        .await
+        .unwrap();
+    store
+        .add_operator(
+            &Operator {
+                name: "office".into(),
+                role: Role::Admin,
+                unit: None,
+                email: None,
+            },
+            now(),
+        )
+        .await
+        .unwrap()
+        .actor()
+}
+
+fn new(title: &str, parent: Option<ItemId>) -> NewItem {
+    NewItem {
+        round: "R1".into(),
+        parent_id: parent,
+        number: String::new(),
+        title: title.into(),
+        lead_unit: None,
+        co_units: vec![],
+        leader: None,
+        deadline: None,
+    }
+}
+
+fn assign(lead: &str, due: &str) -> Command {
+    Command::Assign {
+        lead_unit: lead.into(),
+        co_units: if lead == "FGJ" {
+            vec!["SFJ".into()]
+        } else {
+            vec![]
+        },
+        leader: Some("张三".into()),
+        deadline: Deadline::Date(d(due)),
+    }
+}
+
+fn submit() -> Command {
+    Command::Submit {
+        note: "已完成整改".into(),
+        evidence: vec![],
+    }
+}
+
+/// One item of the comparison: (title, parent index, assignment, life).
+type Planned = (&'static str, Option<usize>, Option<Command>, Vec<Command>);
+
+fn plan() -> Vec<Planned> {
+    vec![
+        // A problem whose two measures are closed: it is closed after them.
+        ("问题一", None, Some(assign("FGJ", "2026-06-30")), {
+            vec![
+                Command::Acknowledge,
+                submit(),
+                Command::Close { note: None },
+            ]
+        }),
+        (
+            "措施一",
+            Some(0),
+            Some(assign("FGJ", "2026-04-30")),
+            vec![
+                Command::Acknowledge,
+                submit(),
+                Command::Close {
+                    note: Some("验收通过".into()),
+                },
+            ],
+        ),
+        (
+            "措施二",
+            Some(0),
+            Some(assign("SFJ", "2026-05-29")),
+            vec![
+                Command::Acknowledge,
+                submit(),
+                Command::Close { note: None },
+            ],
+        ),
+        // In progress with a note: reminders planned.
+        (
+            "问题二",
+            None,
+            Some(assign("SFJ", "2026-03-20")),
+            vec![
+                Command::Acknowledge,
+                Command::Progress {
+                    note: "正在推进".into(),
+                    percent: None,
+                    evidence: vec![],
+                },
+            ],
+        ),
+        // Assigned only, and a long-term one.
+        ("问题三", None, Some(assign("FGJ", "2026-03-31")), vec![]),
+        (
+            "问题四",
+            None,
+            Some(assign("FGJ", "2026-04-15")),
+            vec![
+                Command::Acknowledge,
+                submit(),
+                Command::KeepLongTerm {
+                    note: None,
+                    cadence: Cadence::Monthly,
+                },
+            ],
+        ),
+        // A draft, and a cancelled draft.
+        ("问题五", None, None, vec![]),
+        (
+            "问题六",
+            None,
+            None,
+            vec![Command::Cancel {
+                reason: "合并整改".into(),
+                merged_into: None,
+            }],
+        ),
+    ]
+}
+
+/// Everything stored about the items, without the events' and reminders' own row ids (the batch
+/// inserts them in another order). Of the reminders, the pending ones: commands one by one also
+/// leave the rows of the plans they replaced (cancelled); a batch writes only the final plan.
+async fn rows(store: &Store) -> (Vec<item::Model>, Vec<event::Model>, Vec<reminder::Model>) {
+    let items = item::Entity::find()
+        .order_by_asc(item::Column::Id)
+        .all(store.db())
+        .await
+        .unwrap();
+    let mut events = event::Entity::find().all(store.db()).await.unwrap();
+    for e in &mut events {
+        e.id = 0;
+    }
+    events.sort_by_key(|e| (e.item_id, e.seq));
+    let mut reminders = reminder::Entity::find().all(store.db()).await.unwrap();
+    reminders.retain(|r| r.state == "pending");
+    for r in &mut reminders {
+        r.id = 0;
+    }
+    reminders.sort_by(|a, b| {
+        (a.item_id, &a.kind, a.step, a.deadline_version).cmp(&(
+            b.item_id,
+            &b.kind,
+            b.step,
+            b.deadline_version,
+        ))
+    });
+    (items, events, reminders)
+}
+
+async fn one_by_one(db: &TestDb) -> Store {
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let plan = plan();
+    let mut ids = Vec::new();
+    for (title, parent, _, _) in &plan {
+        let it = store
+            .create_item(&new(title, parent.map(|p| ids[p])), &admin, now(), today())
+            .await
+            .unwrap();
+        ids.push(it.id);
+    }
+    for (i, (_, _, a, _)) in plan.iter().enumerate() {
+        if let Some(cmd) = a {
+            store
+                .apply(ids[i], cmd, &admin, now(), today())
+                .await
+                .unwrap();
+        }
+    }
+    // Children before parents, as an import runs them.
+    for i in (0..plan.len()).rev() {
+        for cmd in &plan[i].3 {
+            store
+                .apply(ids[i], cmd, &admin, now(), today())
+                .await
+                .unwrap();
+        }
+    }
+    store
+}
+
+async fn batched(db: &TestDb) -> Store {
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let batch: Vec<BatchItem> = plan()
+        .into_iter()
+        .map(|(title, parent, assign, life)| BatchItem {
+            new: new(title, None),
+            parent,
+            assign,
+            assign_day: today(),
+            life,
+        })
+        .collect();
+    let bulk = store.bulk().await.unwrap();
+    let done = bulk
+        .create_batch(batch, &admin, now(), today(), &|_| {})
+        .await
+        .unwrap();
+    bulk.commit().await.unwrap();
+    let states: Vec<ItemState> = done.iter().map(|(_, s)| *s).collect();
+    use ItemState::*;
+    assert_eq!(
+        states,
+        vec![
+            Closed, Closed, Closed, InProgress, Assigned, LongTerm, Draft, Cancelled
+        ]
+    );
+    store
+}
+
+#[tokio::test]
+async fn a_batch_writes_what_single_commands_write() {
+    for backend in ["sqlite", "postgres"] {
+        let pair = if backend == "sqlite" {
+            Some((TestDb::sqlite(), TestDb::sqlite()))
+        } else {
+            match (TestDb::postgres().await, TestDb::postgres().await) {
+                (Some(a), Some(b)) => Some((a, b)),
+                _ => None,
+            }
+        };
+        let Some((a, b)) = pair else { continue };
+        let by_hand = one_by_one(&a).await;
+        let imported = batched(&b).await;
+        let (hi, he, hr) = rows(&by_hand).await;
+        let (bi, be, br) = rows(&imported).await;
+        assert_eq!(hi.len(), 8, "{backend}");
+        assert!(!hr.is_empty(), "{backend}: reminders are planned");
+        for (x, y) in hi.iter().zip(&bi) {
+            assert_eq!(x, y, "{backend}: item {}", x.id);
+        }
+        assert_eq!(hi.len(), bi.len());
+        assert_eq!(he, be, "{backend}: events");
+        assert_eq!(hr, br, "{backend}: reminders");
+        let (_, _, findings) = imported.audit_verify(false).await.unwrap();
+        assert!(findings.is_empty(), "{backend}: {findings:?}");
+        // Items made afterwards get fresh ids.
+        let admin = seed_actor();
+        let later = imported
+            .create_item(&new("后来的事项", None), &admin, now(), today())
+            .await
+            .unwrap();
+        assert_eq!(later.id, 9, "{backend}");
+        by_hand.close().await.unwrap();
+        imported.close().await.unwrap();
+        a.cleanup().await;
+        b.cleanup().await;
+    }
+}
+
+fn seed_actor() -> Actor {
+    Actor {
+        name: "office".into(),
+        role: Role::Admin,
+        unit: None,
+    }
+}
+
+#[tokio::test]
+async fn a_refused_batch_writes_nothing_and_names_the_item() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let admin = seed(&store).await;
+        let good = |title: &str| BatchItem {
+            new: new(title, None),
+            parent: None,
+            assign: Some(assign("FGJ", "2026-06-30")),
+            assign_day: today(),
+            life: vec![],
+        };
+        let refusals: Vec<(Vec<BatchItem>, usize, &str)> = vec![
+            (
+                vec![good("甲"), {
+                    let mut b = good("乙");
+                    b.assign = Some(assign("NOPE", "2026-06-30"));
+                    b
+                }],
+                1,
+                "unit",
+            ),
+            (
+                vec![good("甲"), good("乙"), {
+                    let mut b = good("丙");
+                    b.assign = Some(assign("FGJ", "2026-01-05"));
+                    b
+                }],
+                2,
+                "past",
+            ),
+            // A parent closed while its child is still open.
+            (
+                vec![
+                    BatchItem {
+                        life: vec![
+                            Command::Acknowledge,
+                            submit(),
+                            Command::Close { note: None },
+                        ],
+                        ..good("问题")
+                    },
+                    BatchItem {
+                        parent: Some(0),
+                        ..good("措施")
+                    },
+                ],
+                0,
+                "children",
+            ),
+        ];
+        for (batch, index, what) in refusals {
+            let bulk = store.bulk().await.unwrap();
+            let e = bulk
+                .create_batch(batch, &admin, now(), today(), &|_| {})
+                .await
+                .expect_err(what);
+            bulk.rollback().await.unwrap();
+            assert_eq!(e.index, Some(index), "{}: {what}: {:?}", db.name, e.error);
+            if what == "unit" {
+                assert!(
+                    matches!(&e.error, StoreError::NotFound { what: "unit", key } if key == "NOPE"),
+                    "{:?}",
+                    e.error
+                );
+            }
+            let (items, events, reminders) = rows(&store).await;
+            assert!(
+                items.is_empty() && events.is_empty() && reminders.is_empty(),
+                "{}: {what}: nothing written",
+                db.name
+            );
+        }
+        store.close().await.unwrap();
+        db.cleanup().await;
+    }
+}
