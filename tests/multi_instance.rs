@@ -1227,3 +1227,86 @@ fn a_pass_killed_after_queuing_still_plans_the_next_overdue_reminder() {
         "item 2's next overdue reminder (its digest was queued by a pass that died) vs item 1's"
     );
 }
+
+/// A command in another process changes the plan (it assigns an item whose reminder is due
+/// today): the services hear it through LISTEN/NOTIFY and run a reminder pass at once, instead of
+/// at the next cron fire (daily here) or the 60-second poll. Two instances woken by the same
+/// notification send the digest once.
+#[test]
+fn a_plan_change_elsewhere_wakes_the_services_at_once() {
+    let _serial = serial();
+    let Some(env) = postgres("a_plan_change_elsewhere_wakes_the_services_at_once") else {
+        return;
+    };
+    env.ok(&["init", "--admin", "office"]);
+    env.ok(&[
+        "unit",
+        "add",
+        "FGJ",
+        "--name",
+        "区发改局",
+        "--email",
+        "fgj@example.gov.cn",
+    ]);
+    env.ok(&["round", "add", "M1", "--title", "唤醒测试轮次"]);
+    let smtp = Smtp::start();
+    // The reminder job once a day at 03:00: only a wake-up can run a pass during the test.
+    let vars = service_env(
+        smtp.server.port(),
+        &[
+            ("RECTIFY__SCHEDULE__REMIND", "0 0 3 * * *"),
+            ("RECTIFY__LOG__LEVEL", "info,rectify_notifier=debug"),
+        ],
+    );
+    let services: Vec<Serve> = (1..=2)
+        .map(|n| Serve::spawn(&env, &format!("wake{n}"), &vars))
+        .collect();
+    // Both listening, and the first pass run at start claimed (nothing was due then).
+    let ready = wait_until(Duration::from_secs(20), || {
+        services.iter().all(|s| {
+            s.lines()
+                .iter()
+                .any(|l| l.contains("listening for plan changes"))
+        }) && count(
+            &env,
+            "SELECT count(*)::text FROM jobs WHERE name = 'remind' AND claimed_by IS NOT NULL",
+        ) == 1
+    });
+    assert!(ready, "services ready\n{}", dump(&logs_of(&services)));
+    // The claimed pass finishes within milliseconds; leave it a second.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(smtp.distinct(), 0, "nothing was due before the assignment");
+
+    let item = env.json(&["item", "add", "--round", "M1", "--title", "唤醒事项"]);
+    let id = common::id_of(&item).to_string();
+    let assigned = Instant::now();
+    // Due today: the on-the-deadline reminder is due at once.
+    env.ok(&["assign", &id, "--lead", "FGJ", "--due", TODAY]);
+    let arrived = wait_until(Duration::from_secs(15), || smtp.distinct() >= 1);
+    let took = assigned.elapsed();
+    assert!(
+        arrived,
+        "the digest arrives within 15 s of the assignment, well before the 60 s poll\n{}",
+        dump(&logs_of(&services))
+    );
+    // Give a second, duplicate pass the time it would need to show up.
+    std::thread::sleep(Duration::from_secs(2));
+    let got = smtp.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "one digest, sent once: {:?}",
+        got.iter().map(|m| m.subject()).collect::<Vec<_>>()
+    );
+    assert_eq!(got[0].rcpts, vec!["fgj@example.gov.cn".to_string()]);
+    let mut logs = Vec::new();
+    for s in services {
+        let name = s.name.clone();
+        let (code, lines) = s.terminate();
+        assert_eq!(code, Some(0), "{name} exits 0\n{}", lines.join("\n"));
+        logs.push((name, lines));
+    }
+    let errs: Vec<String> = logs.iter().flat_map(|(_, l)| errors(l)).collect();
+    assert!(errs.is_empty(), "errors logged:\n{}", errs.join("\n"));
+    eprintln!("digest delivered {} after the assignment", secs(took));
+}

@@ -1,7 +1,8 @@
 //! `rectify serve`: runs the periodic jobs and delivers the outbox until told to stop.
 //!
 //! Between passes it sleeps until the next cron fire or outbox retry (polling at least every
-//! `poll` as a fallback), and wakes early when notified that the plan changed. Each fire is
+//! `poll` as a fallback), and when notified that the plan changed it runs the reminder pass at
+//! once (claimed like a fire, so woken instances run it once). Each fire is
 //! claimed in the database by (job, fire time), so several instances fire it once; after downtime a
 //! missed fire runs once, not once per missed tick.
 
@@ -81,7 +82,7 @@ pub struct Service {
     pub dispatcher: Dispatcher,
     pub schedules: Schedules,
     pub clock: Clock,
-    /// Wakes the loop early (a command in this process changed the plan).
+    /// Wakes the loop and runs a reminder pass now (the plan changed; see `listen_url`).
     pub notify: Arc<Notify>,
     pub poll: Duration,
     pub stats: Arc<Stats>,
@@ -109,7 +110,16 @@ impl Service {
     }
 
     /// Runs one round: claims and runs the jobs whose fire is due, delivers the outbox.
-    pub async fn tick(&self, token: &str) -> Result<(), rectify_schema::StoreError> {
+    ///
+    /// `woken` is when this instance heard that the plan changed somewhere (a command on any
+    /// machine, through LISTEN/NOTIFY): the reminder pass then runs now, not at its next cron
+    /// fire, unless some instance has claimed a pass since that moment (instances woken by the
+    /// same change run it once; a pass that started after the change has seen it).
+    pub async fn tick(
+        &self,
+        token: &str,
+        woken: Option<DateTime<Utc>>,
+    ) -> Result<(), rectify_schema::StoreError> {
         use std::sync::atomic::Ordering::Relaxed;
         let now = self.clock.now();
         let store = &self.dispatcher.store;
@@ -133,15 +143,20 @@ impl Service {
                 }
             };
             // After downtime only the latest missed fire runs.
-            let Some(fire) = Self::latest_fire(schedule, last, now, tz) else {
+            let fire = match (Self::latest_fire(schedule, last, now, tz), woken) {
+                (Some(fire), _) => store
+                    .claim_job(job.name(), fire, &self.dispatcher.cfg.instance)
+                    .await?
+                    .then_some(fire),
+                (None, Some(since)) if *job == Job::Remind => store
+                    .claim_job_since(job.name(), now, since, &self.dispatcher.cfg.instance)
+                    .await?
+                    .then_some(now),
+                _ => None,
+            };
+            let Some(fire) = fire else {
                 continue;
             };
-            if !store
-                .claim_job(job.name(), fire, &self.dispatcher.cfg.instance)
-                .await?
-            {
-                continue;
-            }
             match job {
                 Job::Remind => {
                     let report = self.dispatcher.plan_pass(now, false).await?;
@@ -232,9 +247,13 @@ impl Service {
             tokio::spawn(listen_for_changes(url, self.notify.clone()));
         }
         let mut failures = 0u32;
+        let mut woken = None;
         loop {
-            match self.tick(&token).await {
-                Ok(()) => failures = 0,
+            match self.tick(&token, woken).await {
+                Ok(()) => {
+                    failures = 0;
+                    woken = None;
+                }
                 Err(e) => {
                     // The database may be restarting: log, back off, carry on.
                     failures += 1;
@@ -249,7 +268,10 @@ impl Service {
             let wait = self.next_wake().await;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.notify.notified() => {}
+                _ = self.notify.notified() => {
+                    tracing::debug!("plan changed elsewhere: running a reminder pass now");
+                    woken = Some(self.clock.now());
+                }
                 _ = &mut shutdown => break,
             }
         }
