@@ -290,11 +290,6 @@ pub async fn figures(
         Some(d) => end_of_day(app, d),
         None => app.now,
     };
-    let events = store.round_events(round).await.lang(lang)?;
-    let mut by_item: BTreeMap<i64, Vec<&EventRow>> = BTreeMap::new();
-    for e in &events {
-        by_item.entry(e.item_id).or_default().push(e);
-    }
     let items: Vec<Item> = match as_of {
         None => store
             .list_items(&ItemFilter {
@@ -304,6 +299,12 @@ pub async fn figures(
             .await
             .lang(lang)?,
         Some(_) => {
+            // The whole record, only when the past is replayed.
+            let events = store.round_events(round).await.lang(lang)?;
+            let mut by_item: BTreeMap<i64, Vec<&EventRow>> = BTreeMap::new();
+            for e in &events {
+                by_item.entry(e.item_id).or_default().push(e);
+            }
             let mut out = Vec::new();
             for (id, evs) in &by_item {
                 let rec: Vec<Recorded> = evs
@@ -427,18 +428,18 @@ pub async fn figures(
 
     // Burn-down: open assigned items at the end of each day, from the record.
     let mut delta: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    for evs in by_item.values() {
-        let mut open = false;
-        for e in evs.iter().filter(|e| e.at <= cutoff) {
-            let now_open = match e.kind.as_str() {
-                "assigned" | "reopened" => true,
-                "closed" | "finished" | "cancelled" => false,
-                _ => open,
-            };
-            if now_open != open {
-                *delta.entry(local(e.at)).or_default() += if now_open { 1 } else { -1 };
-                open = now_open;
-            }
+    let transitions = store.round_transitions(round).await.lang(lang)?;
+    let mut current: Option<i64> = None;
+    let mut open = false;
+    for (item, kind, at) in transitions.iter().filter(|(_, _, at)| *at <= cutoff) {
+        if current != Some(*item) {
+            current = Some(*item);
+            open = false;
+        }
+        let now_open = matches!(kind.as_str(), "assigned" | "reopened");
+        if now_open != open {
+            *delta.entry(local(*at)).or_default() += if now_open { 1 } else { -1 };
+            open = now_open;
         }
     }
     let mut burndown = Vec::new();

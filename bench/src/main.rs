@@ -545,6 +545,350 @@ async fn service_memory(rows: &mut Vec<Row>, args: &Args, n: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs a child to its end with stdout to `out` (or nowhere); its wall time and own peak RSS
+/// (KiB, from `wait4`), or its standard error when it failed.
+fn run_measured(cmd: &mut Command, out: Option<&Path>) -> Result<(f64, i64), String> {
+    let err_path = std::env::temp_dir().join(format!("rectify-bench-{}.err", std::process::id()));
+    let err = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
+    let stdout = match out {
+        Some(p) => Stdio::from(std::fs::File::create(p).map_err(|e| e.to_string())?),
+        None => Stdio::null(),
+    };
+    let t = Instant::now();
+    let child = cmd
+        .stdout(stdout)
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e} (build it with cargo build --release)"))?;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child and fills the structs we own; `child` is not waited on
+    // again (dropping a `Child` does not wait).
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = t.elapsed().as_secs_f64();
+    if r < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let msg = std::fs::read_to_string(&err_path).unwrap_or_default();
+        return Err(format!("{cmd:?} failed: {}", msg.trim()));
+    }
+    let _ = std::fs::remove_file(&err_path);
+    Ok((wall, usage.ru_maxrss))
+}
+
+/// A ledger as offices keep them: ten categories in blocks, problems of one to five measures,
+/// 200 lead units named by name, deadlines over the months of 2026 (a share already passed),
+/// the status column mixed (empty, 未完成, 已完成, 正在推进). Deterministic.
+fn ledger_rows(n: usize) -> Vec<[String; 7]> {
+    let mut rows = Vec::with_capacity(n);
+    let mut seed: u64 = 0x2026_1123;
+    let mut next = |m: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % m
+    };
+    let states = ["", "", "未完成", "已完成", "正在推进"];
+    let (mut i, mut p) = (0usize, 0usize);
+    while i < n {
+        let cat = format!("问题类别{}", i * 10 / n + 1);
+        p += 1;
+        for _ in 0..=next(5) {
+            if i >= n {
+                break;
+            }
+            i += 1;
+            rows.push([
+                i.to_string(),
+                cat.clone(),
+                format!("具体问题{p}:有关工作推进不够扎实"),
+                format!("整改措施{i}:建立健全长效机制并抓好落实"),
+                format!("单位{:03}", next(200) + 1),
+                format!("2026-{:02}-28", next(12) + 1),
+                states[next(states.len() as u64) as usize].to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
+const LEDGER_HEADER: [&str; 7] = [
+    "序号",
+    "问题类别",
+    "具体问题",
+    "整改措施",
+    "牵头单位",
+    "完成时限",
+    "完成情况",
+];
+
+fn write_csv(path: &Path, rows: &[[String; 7]]) {
+    let mut s = LEDGER_HEADER.join(",");
+    s.push('\n');
+    for r in rows {
+        s.push_str(&r.join(","));
+        s.push('\n');
+    }
+    std::fs::write(path, s).expect("write csv");
+}
+
+fn write_xlsx(path: &Path, rows: &[[String; 7]]) {
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in LEDGER_HEADER.iter().enumerate() {
+        ws.write_string(0, c as u16, *h).expect("header");
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            ws.write_string(r as u32 + 1, c as u16, v).expect("cell");
+        }
+    }
+    wb.save(path).expect("write xlsx");
+}
+
+/// `rectify` with the bench's environment on `url`, in `dir`.
+fn rectify(args: &Args, url: &str, dir: &Path) -> Command {
+    let mut c = Command::new(&args.bin);
+    c.args(["--database", url])
+        .env("RECTIFY_NOW", pass_time().to_rfc3339())
+        .env("RECTIFY_MAIL_DIR", dir.join("mail"))
+        .env("RECTIFY_EVIDENCE_DIR", dir.join("evidence"))
+        .env_remove("RECTIFY_DATABASE")
+        .env_remove("RECTIFY_CONFIG")
+        .current_dir(dir);
+    c
+}
+
+/// A fresh database (SQLite in `dir`, or a PostgreSQL URL) with the office and round B.
+fn fresh(args: &Args, url: &str, dir: &Path) -> Result<(), String> {
+    run_measured(
+        rectify(args, url, dir).args(["init", "--admin", "office"]),
+        None,
+    )?;
+    run_measured(
+        rectify(args, url, dir).args(["round", "add", "B", "--title", "基准台账"]),
+        None,
+    )?;
+    Ok(())
+}
+
+/// `import ledger` of an `n`-row ledger (CSV and XLSX), `reps` runs each on fresh databases;
+/// then the progress notice (md, html) over what the last CSV import made. Returns nothing;
+/// rows are pushed to the table.
+async fn import_and_report(
+    rows: &mut Vec<Row>,
+    args: &Args,
+    n: usize,
+    reps: usize,
+    pg: Option<&str>,
+) {
+    let dir = tmpdir("import");
+    let ledger = ledger_rows(n);
+    let csv = dir.join("ledger.csv");
+    let xlsx = dir.join("ledger.xlsx");
+    write_csv(&csv, &ledger);
+    write_xlsx(&xlsx, &ledger);
+    drop(ledger);
+    let targets = [(&csv, "CSV", 10.0), (&xlsx, "XLSX", 20.0)];
+    for (file, kind, target) in targets {
+        let mut times = Vec::new();
+        let mut rss = 0;
+        let mut failure = None;
+        for _ in 0..reps {
+            let _ = std::fs::remove_file(dir.join("rectify.db"));
+            let url = format!("sqlite://{}", dir.join("rectify.db").display());
+            let run = fresh(args, &url, &dir).and_then(|()| {
+                run_measured(
+                    rectify(args, &url, &dir).args([
+                        "import",
+                        "ledger",
+                        &file.display().to_string(),
+                        "--round",
+                        "B",
+                        "--create-units",
+                    ]),
+                    None,
+                )
+            });
+            match run {
+                Ok((t, r)) => {
+                    times.push(t);
+                    rss = rss.max(r);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            rows.push(Row {
+                scenario: format!("bulk import {kind}"),
+                measured: format!("failed: {e}"),
+                target: "-".into(),
+                verdict: "MISSED".into(),
+            });
+            continue;
+        }
+        let (med, min, max) = median(&mut times);
+        rows.push(Row {
+            scenario: format!("bulk import: {n}-row ledger, {kind} (SQLite, binary)"),
+            measured: format!(
+                "{med:.2} s median (min {min:.2}, max {max:.2}, {reps} runs), peak RSS {:.0} MB",
+                rss as f64 / 1024.0
+            ),
+            target: format!("≤ {target:.0} s"),
+            verdict: verdict(med <= target),
+        });
+    }
+    // The report over what the last XLSX import made (the same items as the CSV's).
+    let url = format!("sqlite://{}", dir.join("rectify.db").display());
+    for fmt in ["md", "html"] {
+        let mut times = Vec::new();
+        let mut rss = 0;
+        let mut failure = None;
+        for _ in 0..reps {
+            let out = dir.join(format!("report.{fmt}"));
+            match run_measured(
+                rectify(args, &url, &dir).args([
+                    "report",
+                    "--round",
+                    "B",
+                    "-o",
+                    &out.display().to_string(),
+                ]),
+                None,
+            ) {
+                Ok((t, r)) => {
+                    times.push(t);
+                    rss = rss.max(r);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            rows.push(Row {
+                scenario: format!("report {fmt}"),
+                measured: format!("failed: {e}"),
+                target: "-".into(),
+                verdict: "MISSED".into(),
+            });
+            continue;
+        }
+        let (med, min, max) = median(&mut times);
+        let size = std::fs::metadata(dir.join(format!("report.{fmt}")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        rows.push(Row {
+            scenario: format!("report {fmt} over the imported round (SQLite, binary)"),
+            measured: format!(
+                "{med:.2} s median (min {min:.2}, max {max:.2}), peak RSS {:.0} MB, {:.1} MB written",
+                rss as f64 / 1024.0,
+                size as f64 / 1e6
+            ),
+            target: "≤ 3 s, ≤ 200 MB".into(),
+            verdict: verdict(med <= 3.0 && rss <= 200 * 1024),
+        });
+    }
+    if let Some(pg) = pg
+        && let Some((url, drop)) = pg_db(pg).await
+    {
+        let run = fresh(args, &url, &dir).and_then(|()| {
+            run_measured(
+                rectify(args, &url, &dir).args([
+                    "import",
+                    "ledger",
+                    &csv.display().to_string(),
+                    "--round",
+                    "B",
+                    "--create-units",
+                ]),
+                None,
+            )
+        });
+        rows.push(match run {
+            Ok((t, r)) => Row {
+                scenario: format!("bulk import: {n}-row ledger, CSV (PostgreSQL, binary, one run)"),
+                measured: format!("{t:.2} s, peak RSS {:.0} MB", r as f64 / 1024.0),
+                target: "≤ 10 s".into(),
+                verdict: verdict(t <= 10.0),
+            },
+            Err(e) => Row {
+                scenario: "bulk import CSV (PostgreSQL)".into(),
+                measured: format!("failed: {e}"),
+                target: "-".into(),
+                verdict: "MISSED".into(),
+            },
+        });
+        drop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The due pass on PostgreSQL with 1 and with 3 `serve` instances: time from starting the
+/// services until every digest has arrived at the SMTP server.
+async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, units: usize) {
+    let mut took = Vec::new();
+    for count in [1usize, 3] {
+        let Some((url, drop)) = pg_db(pg).await else {
+            return;
+        };
+        let dir = tmpdir(&format!("inst{count}"));
+        let store = open(&url, &dir).await;
+        generate(&store, units, items, items).await;
+        let _ = store.close().await;
+        let smtp = SmtpServer::start().await.expect("smtp");
+        let t = Instant::now();
+        let mut children = Vec::new();
+        for k in 0..count {
+            let child = rectify(args, &url, &dir)
+                .arg("serve")
+                .env("HOSTNAME", format!("bench{k}"))
+                .env("RECTIFY__SCHEDULE__REMIND", "*/1 * * * * *")
+                .env("RECTIFY_MAIL_TRANSPORT", "smtp")
+                .env("RECTIFY_SMTP_HOST", "127.0.0.1")
+                .env("RECTIFY_SMTP_PORT", smtp.port().to_string())
+                .env("RECTIFY__MAIL__MAX_CONNECTIONS", "4")
+                .env_remove("RECTIFY_MAIL_DIR")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            if let Ok(c) = child {
+                children.push(c);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while smtp.received().len() < units && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let wall = t.elapsed().as_secs_f64();
+        let got = smtp.received().len();
+        for mut c in children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        took.push((count, wall, got));
+        drop().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let [(_, one, got1), (_, three, got3)] = took[..] {
+        let speedup = one / three;
+        rows.push(Row {
+            scenario: format!(
+                "instances (PostgreSQL): due pass of {items} items / {units} units, 1 vs 3 `serve`"
+            ),
+            measured: format!(
+                "1: {one:.2} s ({got1} digests), 3: {three:.2} s ({got3} digests) = {speedup:.2}×"
+            ),
+            target: "3 instances ≥ 1.5× one".into(),
+            verdict: verdict(speedup >= 1.5 && got1 == units && got3 == units),
+        });
+    }
+}
+
 async fn pg_db(
     admin: &str,
 ) -> Option<(
@@ -615,6 +959,14 @@ async fn main() {
         if args.quick { 10_000 } else { 1_000_000 },
     )
     .await;
+    import_and_report(
+        &mut rows,
+        &args,
+        if args.quick { 10_000 } else { 100_000 },
+        if args.quick { 1 } else { 3 },
+        args.pg.as_deref(),
+    )
+    .await;
     if let Some(pg) = &args.pg {
         if let Some((url, drop)) = pg_db(pg).await {
             let u = url.clone();
@@ -638,6 +990,14 @@ async fn main() {
             .await;
             drop().await;
         }
+        instances(
+            &mut rows,
+            &args,
+            pg,
+            if args.quick { 2_000 } else { 10_000 },
+            if args.quick { 40 } else { 200 },
+        )
+        .await;
     }
     println!();
     println!("| scenario | measured | target | verdict |");

@@ -571,6 +571,25 @@ impl Dispatcher {
                         }
                         Err(e) => Delivery::Failed(e),
                     };
+                    // Recorded as soon as the server has it, not after the batch: a process
+                    // killed now sends again only the messages it was sending at that moment.
+                    let r = match r {
+                        Delivery::Sent(note) => match self.store.mark_sent(m.id, token, now).await {
+                            Ok(true) => {
+                                if let Some(n) = &note {
+                                    tracing::warn!(outbox_id = m.id, note = %n, "copy address refused");
+                                    if let Err(e) = self.store.note_on_message(m.id, n).await {
+                                        return (m.id, m.attempts, Delivery::NotRecorded(e));
+                                    }
+                                }
+                                Delivery::Sent(note)
+                            }
+                            // The lease was lost to another instance: not counted here.
+                            Ok(false) => Delivery::Superseded,
+                            Err(e) => Delivery::NotRecorded(e),
+                        },
+                        other => other,
+                    };
                     (m.id, m.attempts, r)
                 })
                 .buffer_unordered(self.cfg.max_connections.max(1))
@@ -579,15 +598,9 @@ impl Dispatcher {
             let mut transient = false;
             for (id, attempts, r) in results {
                 match r {
-                    Delivery::Sent(note) => {
-                        if self.store.mark_sent(id, token, now).await? {
-                            report.sent += 1;
-                            if let Some(n) = note {
-                                tracing::warn!(outbox_id = id, note = %n, "copy address refused");
-                                self.store.note_on_message(id, &n).await?;
-                            }
-                        }
-                    }
+                    Delivery::Sent(_) => report.sent += 1,
+                    Delivery::Superseded => {}
+                    Delivery::NotRecorded(e) => return Err(e),
                     Delivery::Withdrawn { requeue, skip } => {
                         tracing::info!(
                             outbox_id = id,
@@ -630,8 +643,13 @@ impl Dispatcher {
 
 /// What became of one claimed message.
 enum Delivery {
-    /// Accepted by the transport, with a note when copies had to be dropped.
+    /// Accepted by the transport and recorded, with a note when copies had to be dropped.
     Sent(Option<String>),
+    /// Accepted, but the claim had passed to another instance (its lease ran out).
+    Superseded,
+    /// Accepted, but recording it failed (the database went away): the message stays claimed
+    /// until its lease runs out, then it is sent again with the same Message-ID.
+    NotRecorded(StoreError),
     Failed(SendError),
     /// Not sent: its content went stale; reminders to requeue and to skip.
     Withdrawn {

@@ -19,7 +19,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    QuerySelect, Set, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -30,6 +30,9 @@ use crate::migration::Migrator;
 use crate::reminders::Planner;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Rows per page when a long list is read.
+const LIST_PAGE: u64 = 20_000;
 
 /// How to open the database. Plain values handed down from the config crate.
 #[derive(Clone, Debug)]
@@ -320,6 +323,15 @@ impl Store {
         });
         opts.map_sqlx_postgres_opts(move |o| {
             o.options([("statement_timeout", stmt_timeout_ms.as_str())])
+        });
+        // Every new PostgreSQL connection without Nagle's delay (see `tcp_nodelay_everywhere`).
+        opts.map_sqlx_postgres_pool_opts(|p| {
+            p.after_connect(|_conn, _meta| {
+                Box::pin(async {
+                    tcp_nodelay_everywhere();
+                    Ok(())
+                })
+            })
         });
         let db = Database::connect(opts).await?;
         Ok(Store {
@@ -976,12 +988,28 @@ impl Store {
                 .filter(item::Column::Deadline.ne("long_term"))
                 .filter(item::Column::Deadline.lt(today.format("%Y-%m-%d").to_string()));
         }
-        q.order_by_asc(item::Column::Id)
-            .all(&self.db)
-            .await?
-            .iter()
-            .map(to_item)
-            .collect()
+        // In pages by id: a whole round read at once holds every row in the driver's form
+        // (each value a separate allocation) next to the items made from it: 1.2 GB for 133,000
+        // items, against about 60 MB for the items themselves.
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = q
+                .clone()
+                .filter(item::Column::Id.gt(after))
+                .order_by_asc(item::Column::Id)
+                .limit(LIST_PAGE)
+                .all(&self.db)
+                .await?;
+            let full = page.len() as u64 == LIST_PAGE;
+            for m in &page {
+                out.push(to_item(m)?);
+            }
+            match page.last() {
+                Some(m) if full => after = m.id,
+                _ => return Ok(out),
+            }
+        }
     }
 
     pub async fn history(&self, id: ItemId) -> Result<Vec<HistoryEntry>> {
@@ -1308,5 +1336,70 @@ fn failpoint_delay() {
         && let Ok(ms) = ms.parse::<u64>()
     {
         std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    }
+}
+
+/// Sets TCP_NODELAY on every TCP socket of this process (Linux; elsewhere nothing).
+///
+/// sqlx 0.9 does not set it on its PostgreSQL connections, and it writes some statements in
+/// more than one piece: Nagle's algorithm then holds the last piece back until the server's
+/// delayed ACK, about 40 ms. An import of 10,000 ledger rows spent 8 of its 9 s in such waits.
+/// The sockets of this process are its database connections, the SMTP connections (already
+/// without delay) and the metrics listener, so setting it on all of them is safe.
+pub fn tcp_nodelay_everywhere() {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<libc::c_int>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: getsockopt/getsockname/setsockopt only read or write the values we own;
+            // on a descriptor that is not a socket (or was closed since the listing) they fail
+            // with ENOTSOCK/EBADF and nothing changes.
+            unsafe {
+                let mut kind: libc::c_int = 0;
+                let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                if libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_TYPE,
+                    (&mut kind as *mut libc::c_int).cast(),
+                    &mut len,
+                ) != 0
+                    || kind != libc::SOCK_STREAM
+                {
+                    continue;
+                }
+                let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+                let mut alen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                if libc::getsockname(
+                    fd,
+                    (&mut addr as *mut libc::sockaddr_storage).cast(),
+                    &mut alen,
+                ) != 0
+                {
+                    continue;
+                }
+                let family = libc::c_int::from(addr.ss_family);
+                if family != libc::AF_INET && family != libc::AF_INET6 {
+                    continue;
+                }
+                let one: libc::c_int = 1;
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_NODELAY,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
     }
 }
