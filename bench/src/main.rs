@@ -962,7 +962,7 @@ async fn main() {
     import_and_report(
         &mut rows,
         &args,
-        if args.quick { 10_000 } else { 100_000 },
+        if args.quick { 2_000 } else { 100_000 },
         if args.quick { 1 } else { 3 },
         args.pg.as_deref(),
     )
