@@ -341,6 +341,9 @@ pub enum AuditCmd {
         /// Verify an audit export file instead of the database (works on any machine).
         #[arg(long, value_name = "FILE", conflicts_with = "evidence")]
         file: Option<PathBuf>,
+        /// With --file: the office's published public key; the export must be signed with it.
+        #[arg(long, value_name = "HEX", requires = "file")]
+        public_key: Option<String>,
     },
     /// Export the sealed record of an item or a round (JSON with every chain hash).
     Export {
@@ -351,6 +354,15 @@ pub enum AuditCmd {
         /// Output file (default: stdout).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Sign the export with the office's key file (made by `audit keygen`).
+        #[arg(long, value_name = "FILE", env = "RECTIFY_AUDIT_SIGN_KEY")]
+        sign_key: Option<PathBuf>,
+    },
+    /// Make the office's signing key for audit exports; prints the public key to publish.
+    Keygen {
+        /// Where to write the private key (created readable by its owner only; never overwritten).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
     },
 }
 

@@ -158,14 +158,18 @@ pub async fn run(app: &App, cmd: Cmd) -> CliResult {
             .await
         }
         Cmd::Audit(AuditCmd::Verify {
-            file: Some(file), ..
-        }) => audit_verify_file(app, &file),
+            file: Some(file),
+            public_key,
+            ..
+        }) => audit_verify_file(app, &file, public_key.as_deref()),
         Cmd::Audit(AuditCmd::Verify { evidence, .. }) => audit_verify(app, evidence).await,
         Cmd::Audit(AuditCmd::Export {
             item,
             round,
             output,
-        }) => audit_export(app, item, round, output).await,
+            sign_key,
+        }) => audit_export(app, item, round, output, sign_key).await,
+        Cmd::Audit(AuditCmd::Keygen { output }) => audit_keygen(app, &output),
         Cmd::Calendar(c) => calendar(app, c),
         Cmd::Config(ConfigCmd::Show) => {
             if let Some(f) = &app.config_file {
@@ -704,18 +708,109 @@ async fn audit_verify(app: &App, check_files: bool) -> CliResult {
     }))
 }
 
+/// Writes a new ed25519 signing key (32 random bytes, hex) readable by its owner only.
+fn audit_keygen(app: &App, output: &std::path::Path) -> CliResult {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let lang = app.lang;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut secret))
+        .map_err(|e| CliError::system(format!("cannot read /dev/urandom: {e}")))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(output)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                CliError::bad(
+                    lang,
+                    format!("{} 已存在;密钥不会被覆盖,请换一个文件名", output.display()),
+                    format!(
+                        "{} exists; a key is never overwritten: choose another file",
+                        output.display()
+                    ),
+                )
+            } else {
+                CliError::bad(
+                    lang,
+                    format!("无法写入 {}:{e}", output.display()),
+                    format!("cannot write {}: {e}", output.display()),
+                )
+            }
+        })?;
+    writeln!(f, "{}", hex::encode(secret))
+        .map_err(|e| CliError::system(format!("cannot write {}: {e}", output.display())))?;
+    let public = rectify_engine::chain::public_key_of(&secret);
+    if app.json() {
+        println!(
+            "{}",
+            serde_json::json!({ "key_file": output, "public_key": public })
+        );
+    } else {
+        match lang {
+            Lang::Zh => println!(
+                "签名私钥已写入 {}(仅本人可读,请妥善保管)\n公钥(请公布给核查方):{public}",
+                output.display()
+            ),
+            Lang::En => println!(
+                "signing key written to {} (owner-only; keep it safe)\npublic key (publish it to inspectors): {public}",
+                output.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a signing key file made by `audit keygen`.
+fn read_sign_key(lang: Lang, path: &std::path::Path) -> CliResult<[u8; 32]> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::bad(
+            lang,
+            format!("无法读取签名密钥 {}:{e}", path.display()),
+            format!("cannot read the signing key {}: {e}", path.display()),
+        )
+    })?;
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            CliError::bad(
+                lang,
+                format!(
+                    "{} 不是签名密钥(应为 64 位十六进制);请用 `rectify audit keygen -o 文件` 生成",
+                    path.display()
+                ),
+                format!(
+                    "{} is not a signing key (64 hex digits expected); make one with `rectify audit keygen -o FILE`",
+                    path.display()
+                ),
+            )
+        })
+}
+
 async fn audit_export(
     app: &App,
     item: Option<i64>,
     round: Option<String>,
     output: Option<std::path::PathBuf>,
+    sign_key: Option<std::path::PathBuf>,
 ) -> CliResult {
+    // The key first: a bad key file must not cost a long export.
+    let secret = match &sign_key {
+        Some(p) => Some(read_sign_key(app.lang, p)?),
+        None => None,
+    };
     let store = app.open().await?;
     let actor = app.actor(&store).await?;
-    let export = store
+    let mut export = store
         .audit_export(item, round.as_deref(), &actor.name, app.now)
         .await
         .lang(app.lang)?;
+    if let Some(secret) = &secret {
+        export.sign(secret);
+    }
     let text = serde_json::to_string_pretty(&export)
         .map_err(|e| CliError::system(format!("cannot write the export: {e}")))?;
     match output {
@@ -748,7 +843,7 @@ async fn audit_export(
 }
 
 /// Verifies an audit export without any database: the seal and every chain.
-fn audit_verify_file(app: &App, file: &std::path::Path) -> CliResult {
+fn audit_verify_file(app: &App, file: &std::path::Path, public_key: Option<&str>) -> CliResult {
     let text = std::fs::read_to_string(file).map_err(|e| {
         CliError::bad(
             app.lang,
@@ -763,7 +858,7 @@ fn audit_verify_file(app: &App, file: &std::path::Path) -> CliResult {
             format!("{} is not a rectify audit export: {e}", file.display()),
         )
     })?;
-    let problems = export.verify(app.lang);
+    let problems = export.verify(app.lang, public_key);
     if problems.is_empty() {
         let events: usize = export.items.iter().map(|i| i.events.len()).sum();
         match app.lang {
@@ -777,6 +872,12 @@ fn audit_verify_file(app: &App, file: &std::path::Path) -> CliResult {
                 export.items.len(),
                 export.seal
             ),
+        }
+        if let Some(sig) = &export.signature {
+            match app.lang {
+                Lang::Zh => println!("签名有效,公钥 {}", sig.public_key),
+                Lang::En => println!("signature valid, public key {}", sig.public_key),
+            }
         }
         return Ok(());
     }

@@ -76,6 +76,113 @@ fn audit_export_verifies_offline_and_detects_changes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a rectify audit export"));
 }
 
+/// A signed export: the office makes a key once, signs its exports, publishes the public key;
+/// the inspector checks the file against that key on another machine. Re-sealing a changed file
+/// does not help a forger: the signature no longer matches, and a signature with another key is
+/// named as such.
+#[test]
+fn a_signed_audit_export_proves_which_office_made_it() {
+    let env = Env::sqlite().seeded();
+    let id = env.in_progress("签名导出");
+    let key = env.path().join("office.key");
+    let made = env.json(&["audit", "keygen", "-o", key.to_str().unwrap()]);
+    let public = made["public_key"].as_str().expect("public key").to_string();
+    assert_eq!(public.len(), 64, "{made}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key file is readable by its owner only");
+    // Never overwritten.
+    env.run(&["audit", "keygen", "-o", key.to_str().unwrap()])
+        .code(2)
+        .err_has("never overwritten");
+
+    let file = env.path().join("signed.json");
+    env.ok(&[
+        "audit",
+        "export",
+        "--item",
+        &id.to_string(),
+        "--sign-key",
+        key.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+    ]);
+    let other = tempfile::tempdir().unwrap();
+    let verify = |path: &std::path::Path, public_key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rectify"));
+        c.args(["--lang", "en", "audit", "verify", "--file"])
+            .arg(path)
+            .current_dir(other.path())
+            .env_remove("RECTIFY_DATABASE")
+            .env_remove("RECTIFY_CONFIG");
+        if let Some(k) = public_key {
+            c.args(["--public-key", k]);
+        }
+        c.output().unwrap()
+    };
+    let ok = verify(&file, Some(&public));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .contains(&format!("signature valid, public key {public}"))
+    );
+
+    // Changed and re-sealed (the seal is only a digest, anyone can recompute it): the signature
+    // over the old seal no longer matches.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    v["items"][0]["title"] = "改过的标题".into();
+    let mut forged: rectify_engine::chain::AuditExport = serde_json::from_value(v).unwrap();
+    forged.seal = forged.compute_seal();
+    let forged_file = other.path().join("forged.json");
+    std::fs::write(&forged_file, serde_json::to_string(&forged).unwrap()).unwrap();
+    let bad = verify(&forged_file, Some(&public));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("the signature does not match"), "{err}");
+
+    // Re-signed with the forger's own key: valid in itself, but not the office's key.
+    forged.sign(&[7u8; 32]);
+    std::fs::write(&forged_file, serde_json::to_string(&forged).unwrap()).unwrap();
+    assert!(verify(&forged_file, None).status.success());
+    let bad = verify(&forged_file, Some(&public));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("not the expected"), "{err}");
+
+    // An unsigned export cannot pass for a signed one.
+    let plain = env.path().join("plain.json");
+    env.ok(&[
+        "audit",
+        "export",
+        "--item",
+        &id.to_string(),
+        "-o",
+        plain.to_str().unwrap(),
+    ]);
+    let bad = verify(&plain, Some(&public));
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not signed"));
+
+    // A file that is not a key: exit 2 naming the fix, nothing exported.
+    let junk = env.path().join("junk.key");
+    std::fs::write(&junk, "not a key").unwrap();
+    env.run(&[
+        "audit",
+        "export",
+        "--item",
+        &id.to_string(),
+        "--sign-key",
+        junk.to_str().unwrap(),
+    ])
+    .code(2)
+    .err_has("audit keygen");
+}
+
 /// Titles refuse control characters (they end up in email subjects); notes keep SQL and HTML
 /// verbatim; oversized text is refused with nothing written.
 #[test]

@@ -327,22 +327,97 @@ pub struct AuditExport {
     pub items: Vec<ExportedItem>,
     /// sha256 of the canonical JSON of everything above.
     pub seal: String,
+    /// The office's signature over the seal, when the export was signed (`--sign-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ExportSignature>,
+}
+
+/// An ed25519 signature over an export's seal, with the public key it verifies against. The key
+/// in the file says who claims to have signed; an inspector compares it with the key the office
+/// published (`audit verify --file F --public-key KEY`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExportSignature {
+    pub algorithm: String,
+    /// 32 bytes, hex.
+    pub public_key: String,
+    /// 64 bytes, hex.
+    pub value: String,
+}
+
+pub const SIGNATURE_ALGORITHM: &str = "ed25519";
+
+/// The public key (hex) of a signing key's 32-byte secret.
+pub fn public_key_of(secret: &[u8; 32]) -> String {
+    hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(secret)
+            .verifying_key()
+            .as_bytes(),
+    )
 }
 
 pub const EXPORT_FORMAT: &str = "rectify-audit-export/1";
 
 impl AuditExport {
-    /// The seal over every field but the seal itself.
+    /// The seal over every field but the seal and the signature.
     pub fn compute_seal(&self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(m) = &mut v {
             m.remove("seal");
+            m.remove("signature");
         }
         hex::encode(Sha256::digest(canonical_string(&v).as_bytes()))
     }
 
-    /// Checks the seal and every item's chain; returns the problems, each in words.
-    pub fn verify(&self, lang: crate::Lang) -> Vec<String> {
+    /// Signs the seal with the office's key (the seal covers everything else).
+    pub fn sign(&mut self, secret: &[u8; 32]) {
+        use ed25519_dalek::Signer;
+        let key = ed25519_dalek::SigningKey::from_bytes(secret);
+        let sig = key.sign(self.seal.as_bytes());
+        self.signature = Some(ExportSignature {
+            algorithm: SIGNATURE_ALGORITHM.into(),
+            public_key: hex::encode(key.verifying_key().as_bytes()),
+            value: hex::encode(sig.to_bytes()),
+        });
+    }
+
+    /// The signature's problem, if any: `None` when it verifies against its public key.
+    fn signature_problem(&self, sig: &ExportSignature, zh: bool) -> Option<String> {
+        let bad = |zh_msg: &str, en_msg: &str| Some(if zh { zh_msg } else { en_msg }.to_string());
+        if sig.algorithm != SIGNATURE_ALGORITHM {
+            return bad(
+                "签名算法不是 ed25519",
+                "the signature's algorithm is not ed25519",
+            );
+        }
+        let key: Option<[u8; 32]> = hex::decode(&sig.public_key)
+            .ok()
+            .and_then(|b| b.try_into().ok());
+        let value: Option<[u8; 64]> = hex::decode(&sig.value).ok().and_then(|b| b.try_into().ok());
+        let (Some(key), Some(value)) = (key, value) else {
+            return bad(
+                "签名或公钥格式有误",
+                "the signature or its public key is malformed",
+            );
+        };
+        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else {
+            return bad(
+                "签名中的公钥无效",
+                "the signature's public key is not valid",
+            );
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&value);
+        match key.verify_strict(self.seal.as_bytes(), &sig) {
+            Ok(()) => None,
+            Err(_) => bad(
+                "签名不符:文件在签名后被改动过,或签名不是用这个公钥的私钥做的",
+                "the signature does not match: the file was changed after it was signed, or it was not signed with this public key's private key",
+            ),
+        }
+    }
+
+    /// Checks the seal, the signature (when there is one, or when `expected_key` asks for one)
+    /// and every item's chain; returns the problems, each in words.
+    pub fn verify(&self, lang: crate::Lang, expected_key: Option<&str>) -> Vec<String> {
         let zh = lang == crate::Lang::Zh;
         let mut out = Vec::new();
         if self.format != EXPORT_FORMAT {
@@ -358,6 +433,34 @@ impl AuditExport {
             } else {
                 "the seal does not match: the file was changed after it was exported".to_string()
             });
+        }
+        match (&self.signature, expected_key) {
+            (Some(sig), expected) => {
+                out.extend(self.signature_problem(sig, zh));
+                if let Some(k) = expected
+                    && !k.trim().eq_ignore_ascii_case(&sig.public_key)
+                {
+                    out.push(if zh {
+                        format!(
+                            "签名所用公钥 {} 不是指定的公钥 {};这份文件不是该机关签发的",
+                            sig.public_key,
+                            k.trim()
+                        )
+                    } else {
+                        format!(
+                            "signed with public key {}, not the expected {}: the file was not signed by that office",
+                            sig.public_key,
+                            k.trim()
+                        )
+                    });
+                }
+            }
+            (None, Some(_)) => out.push(if zh {
+                "文件没有签名,无法确认由该机关签发".to_string()
+            } else {
+                "the file is not signed, so it cannot be shown to come from that office".to_string()
+            }),
+            (None, None) => {}
         }
         for it in &self.items {
             let links: Vec<StoredLink> = it

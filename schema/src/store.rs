@@ -1219,6 +1219,7 @@ impl Store {
             scope,
             items,
             seal: String::new(),
+            signature: None,
         };
         export.seal = export.compute_seal();
         Ok(export)
