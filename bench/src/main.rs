@@ -574,6 +574,31 @@ fn run_measured(cmd: &mut Command, out: Option<&Path>) -> Result<(f64, i64), Str
     Ok((wall, usage.ru_maxrss))
 }
 
+/// Runs `run` `reps` times: the wall times and the largest peak RSS, or the first failure.
+fn repeat(
+    reps: usize,
+    mut run: impl FnMut() -> Result<(f64, i64), String>,
+) -> Result<(Vec<f64>, i64), String> {
+    let mut times = Vec::with_capacity(reps);
+    let mut rss = 0;
+    for _ in 0..reps {
+        let (t, r) = run()?;
+        times.push(t);
+        rss = rss.max(r);
+    }
+    Ok((times, rss))
+}
+
+/// The row of a scenario that could not run.
+fn failed(scenario: &str, why: String) -> Row {
+    Row {
+        scenario: scenario.to_string(),
+        measured: format!("failed: {why}"),
+        target: "-".into(),
+        verdict: "MISSED".into(),
+    }
+}
+
 /// A ledger as offices keep them: ten categories in blocks, problems of one to five measures,
 /// 200 lead units named by name, deadlines over the months of 2026 (a share already passed),
 /// the status column mixed (empty, 未完成, 已完成, 正在推进). Deterministic.
@@ -689,13 +714,10 @@ async fn import_and_report(
     drop(ledger);
     let targets = [(&csv, "CSV", 10.0), (&xlsx, "XLSX", 20.0)];
     for (file, kind, target) in targets {
-        let mut times = Vec::new();
-        let mut rss = 0;
-        let mut failure = None;
-        for _ in 0..reps {
+        let runs = repeat(reps, || {
             let _ = std::fs::remove_file(dir.join("rectify.db"));
             let url = format!("sqlite://{}", dir.join("rectify.db").display());
-            let run = fresh(args, &url, &dir).and_then(|()| {
+            fresh(args, &url, &dir).and_then(|()| {
                 run_measured(
                     rectify(args, &url, &dir).args([
                         "import",
@@ -707,27 +729,15 @@ async fn import_and_report(
                     ]),
                     None,
                 )
-            });
-            match run {
-                Ok((t, r)) => {
-                    times.push(t);
-                    rss = rss.max(r);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+            })
+        });
+        let (mut times, rss) = match runs {
+            Ok(r) => r,
+            Err(e) => {
+                rows.push(failed(&format!("bulk import {kind}"), e));
+                continue;
             }
-        }
-        if let Some(e) = failure {
-            rows.push(Row {
-                scenario: format!("bulk import {kind}"),
-                measured: format!("failed: {e}"),
-                target: "-".into(),
-                verdict: "MISSED".into(),
-            });
-            continue;
-        }
+        };
         let (med, min, max) = median(&mut times);
         rows.push(Row {
             scenario: format!("bulk import: {n}-row ledger, {kind} (SQLite, binary)"),
@@ -742,12 +752,9 @@ async fn import_and_report(
     // The report over what the last XLSX import made (the same items as the CSV's).
     let url = format!("sqlite://{}", dir.join("rectify.db").display());
     for fmt in ["md", "html"] {
-        let mut times = Vec::new();
-        let mut rss = 0;
-        let mut failure = None;
-        for _ in 0..reps {
-            let out = dir.join(format!("report.{fmt}"));
-            match run_measured(
+        let out = dir.join(format!("report.{fmt}"));
+        let runs = repeat(reps, || {
+            run_measured(
                 rectify(args, &url, &dir).args([
                     "report",
                     "--round",
@@ -756,26 +763,15 @@ async fn import_and_report(
                     &out.display().to_string(),
                 ]),
                 None,
-            ) {
-                Ok((t, r)) => {
-                    times.push(t);
-                    rss = rss.max(r);
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
+            )
+        });
+        let (mut times, rss) = match runs {
+            Ok(r) => r,
+            Err(e) => {
+                rows.push(failed(&format!("report {fmt}"), e));
+                continue;
             }
-        }
-        if let Some(e) = failure {
-            rows.push(Row {
-                scenario: format!("report {fmt}"),
-                measured: format!("failed: {e}"),
-                target: "-".into(),
-                verdict: "MISSED".into(),
-            });
-            continue;
-        }
+        };
         let (med, min, max) = median(&mut times);
         let size = std::fs::metadata(dir.join(format!("report.{fmt}")))
             .map(|m| m.len())
@@ -814,12 +810,7 @@ async fn import_and_report(
                 target: "≤ 10 s".into(),
                 verdict: verdict(t <= 10.0),
             },
-            Err(e) => Row {
-                scenario: "bulk import CSV (PostgreSQL)".into(),
-                measured: format!("failed: {e}"),
-                target: "-".into(),
-                verdict: "MISSED".into(),
-            },
+            Err(e) => failed("bulk import CSV (PostgreSQL)", e),
         });
         drop().await;
     }
