@@ -391,23 +391,6 @@ pub async fn figures(
         u.rank = k + 1;
     }
 
-    // The tree, by category.
-    let tree: Vec<TreeRow> = tree_order(&items)
-        .into_iter()
-        .map(|(depth, i)| TreeRow {
-            depth,
-            id: i.id,
-            round: i.round.clone(),
-            number: i.number.clone(),
-            title: i.title.clone(),
-            state: i.state,
-            light: light(i, day, &cal, &policy, &local),
-            lead_unit: i.lead_unit.clone(),
-            deadline: i.deadline.map(|d| d.label(lang)),
-            last_progress: i.last_progress.clone(),
-        })
-        .collect();
-
     let mut red_list: Vec<RedRow> = items
         .iter()
         .filter_map(|i| {
@@ -425,6 +408,33 @@ pub async fn figures(
         })
         .collect();
     red_list.sort_by(|a, b| b.days_overdue.cmp(&a.days_overdue).then(a.id.cmp(&b.id)));
+
+    // The tree, by category. The items are moved into its rows (the largest part of the report's
+    // memory is the items' text; it is not copied).
+    let order: Vec<(usize, i64, Option<Light>)> = tree_order(&items)
+        .into_iter()
+        .map(|(depth, i)| (depth, i.id, light(i, day, &cal, &policy, &local)))
+        .collect();
+    let mut by_id: HashMap<i64, Item> = items.into_iter().map(|i| (i.id, i)).collect();
+    let tree: Vec<TreeRow> = order
+        .into_iter()
+        .filter_map(|(depth, id, light)| {
+            let i = by_id.remove(&id)?;
+            Some(TreeRow {
+                depth,
+                id,
+                round: i.round,
+                number: i.number,
+                title: i.title,
+                state: i.state,
+                light,
+                lead_unit: i.lead_unit,
+                deadline: i.deadline.map(|d| d.label(lang)),
+                last_progress: i.last_progress,
+            })
+        })
+        .collect();
+    drop(by_id);
 
     // Burn-down: open assigned items at the end of each day, from the record.
     let mut delta: BTreeMap<NaiveDate, i64> = BTreeMap::new();
