@@ -7,6 +7,25 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
+/// `rectify audit verify --file PATH [--public-key KEY]` as an inspector runs it: in `dir`, with
+/// no database or configuration.
+fn verify_export(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    public_key: Option<&str>,
+) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rectify"));
+    c.args(["--lang", "en", "audit", "verify", "--file"])
+        .arg(path)
+        .current_dir(dir)
+        .env_remove("RECTIFY_DATABASE")
+        .env_remove("RECTIFY_CONFIG");
+    if let Some(k) = public_key {
+        c.args(["--public-key", k]);
+    }
+    c.output().unwrap()
+}
+
 /// An inspector checks an exported record on another machine: no database needed, and any
 /// change to the file is detected.
 #[test]
@@ -25,22 +44,7 @@ fn audit_export_verifies_offline_and_detects_changes() {
     ]);
     // Verify from another folder, with no database configured at all.
     let other = tempfile::tempdir().unwrap();
-    let verify = |path: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_rectify"))
-            .args([
-                "--lang",
-                "en",
-                "audit",
-                "verify",
-                "--file",
-                path.to_str().unwrap(),
-            ])
-            .current_dir(other.path())
-            .env_remove("RECTIFY_DATABASE")
-            .env_remove("RECTIFY_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let verify = |path: &std::path::Path| verify_export(other.path(), path, None);
     let ok = verify(&file);
     assert!(
         ok.status.success(),
@@ -109,16 +113,7 @@ fn a_signed_audit_export_proves_which_office_made_it() {
     ]);
     let other = tempfile::tempdir().unwrap();
     let verify = |path: &std::path::Path, public_key: Option<&str>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rectify"));
-        c.args(["--lang", "en", "audit", "verify", "--file"])
-            .arg(path)
-            .current_dir(other.path())
-            .env_remove("RECTIFY_DATABASE")
-            .env_remove("RECTIFY_CONFIG");
-        if let Some(k) = public_key {
-            c.args(["--public-key", k]);
-        }
-        c.output().unwrap()
+        verify_export(other.path(), path, public_key)
     };
     let ok = verify(&file, Some(&public));
     assert!(
