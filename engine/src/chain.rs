@@ -114,8 +114,8 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push_str(&Value::String(s.to_string()).to_string());
 }
 
-/// One stored event, as read back for verification.
-#[derive(Clone, Debug)]
+/// One stored event, as read back for verification, and as an audit export carries it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StoredLink {
     pub event_id: i64,
     pub seq: i64,
@@ -288,19 +288,8 @@ pub fn verify_chain(
     faults
 }
 
-/// One event in an audit export.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ExportedEvent {
-    pub event_id: i64,
-    pub seq: i64,
-    pub kind: String,
-    pub actor: String,
-    pub at: DateTime<Utc>,
-    pub payload: Value,
-    pub evidence: Vec<String>,
-    pub prev_hash: String,
-    pub hash: String,
-}
+/// One event in an audit export: exactly what verification reads.
+pub type ExportedEvent = StoredLink;
 
 /// One item's record in an audit export.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -463,22 +452,7 @@ impl AuditExport {
             (None, None) => {}
         }
         for it in &self.items {
-            let links: Vec<StoredLink> = it
-                .events
-                .iter()
-                .map(|e| StoredLink {
-                    event_id: e.event_id,
-                    seq: e.seq,
-                    kind: e.kind.clone(),
-                    actor: e.actor.clone(),
-                    at: e.at,
-                    payload: e.payload.clone(),
-                    evidence: e.evidence.clone(),
-                    prev_hash: e.prev_hash.clone(),
-                    hash: e.hash.clone(),
-                })
-                .collect();
-            for f in verify_chain(it.id, &links, it.head_seq, &it.head_hash) {
+            for f in verify_chain(it.id, &it.events, it.head_seq, &it.head_hash) {
                 out.push(f.describe(it.id, lang));
             }
         }

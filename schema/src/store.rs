@@ -247,6 +247,22 @@ pub(crate) fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::Ac
     }
 }
 
+/// An event row as verification reads it (and an audit export carries it).
+fn stored_link(e: event::Model) -> StoredLink {
+    StoredLink {
+        event_id: e.id,
+        seq: e.seq,
+        payload: serde_json::from_str(&e.payload)
+            .unwrap_or(serde_json::Value::String(e.payload.clone())),
+        evidence: parse_list(&e.evidence),
+        kind: e.kind,
+        actor: e.actor,
+        at: e.at,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
+}
+
 /// One event of an item's chain, ready to insert: its row, sequence number and hash.
 pub(crate) struct EventLink {
     pub row: event::ActiveModel,
@@ -1111,21 +1127,7 @@ impl Store {
                     }
                 }
             }
-            let links: Vec<StoredLink> = rows
-                .into_iter()
-                .map(|e| StoredLink {
-                    event_id: e.id,
-                    seq: e.seq,
-                    payload: serde_json::from_str(&e.payload)
-                        .unwrap_or(serde_json::Value::String(e.payload.clone())),
-                    evidence: parse_list(&e.evidence),
-                    kind: e.kind,
-                    actor: e.actor,
-                    at: e.at,
-                    prev_hash: e.prev_hash,
-                    hash: e.hash,
-                })
-                .collect();
+            let links: Vec<StoredLink> = rows.into_iter().map(stored_link).collect();
             for fault in chain::verify_chain(it.id, &links, it.head_seq, &it.head_hash) {
                 findings.push(AuditFinding {
                     item_id: it.id,
@@ -1190,18 +1192,7 @@ impl Store {
                 .all(&self.db)
                 .await?
                 .into_iter()
-                .map(|e| chain::ExportedEvent {
-                    event_id: e.id,
-                    seq: e.seq,
-                    payload: serde_json::from_str(&e.payload)
-                        .unwrap_or(serde_json::Value::String(e.payload.clone())),
-                    evidence: parse_list(&e.evidence),
-                    kind: e.kind,
-                    actor: e.actor,
-                    at: e.at,
-                    prev_hash: e.prev_hash,
-                    hash: e.hash,
-                })
+                .map(stored_link)
                 .collect();
             items.push(chain::ExportedItem {
                 id: it.id,
