@@ -24,8 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::Env;
-use rectify_notifier::testing::{Received, SmtpServer};
+use common::{Env, Smtp, wait_until};
+use rectify_notifier::testing::Received;
 use rectify_schema::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use rectify_schema::{ConnectSettings, Store};
 use serde_json::Value;
@@ -115,43 +115,7 @@ fn unfinished(env: &Env) -> Option<i64> {
     rows.first()?.first()?.as_deref()?.parse().ok()
 }
 
-/// Polls `f` every 100 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The SMTP server on loopback, served by a runtime of its own while the test thread waits.
-struct Smtp {
-    server: SmtpServer,
-    _rt: tokio::runtime::Runtime,
-}
-
 impl Smtp {
-    fn start() -> Smtp {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let server = rt
-            .block_on(SmtpServer::start())
-            .expect("start the SMTP server");
-        Smtp { server, _rt: rt }
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.server.received()
-    }
-
     /// How many different Message-IDs arrived.
     fn distinct(&self) -> usize {
         tally(&self.received()).len()
@@ -301,6 +265,27 @@ impl Drop for Serve {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Stops every service with SIGTERM, asserting each was still running and exits 0; `before`
+/// sees each one just before it is stopped. Returns each one's name and log.
+#[track_caller]
+fn stop_all(services: Vec<Serve>, mut before: impl FnMut(&Serve)) -> Vec<(String, Vec<String>)> {
+    let mut logs = Vec::new();
+    for mut s in services {
+        s.assert_running();
+        before(&s);
+        let name = s.name.clone();
+        let (code, lines) = s.terminate();
+        assert_eq!(
+            code,
+            Some(0),
+            "{name} exits 0 on SIGTERM\n{}",
+            lines.join("\n")
+        );
+        logs.push((name, lines));
+    }
+    logs
 }
 
 /// Every stderr line as a JSON record (lines that are not JSON are ignored here; the log format
@@ -555,23 +540,12 @@ fn three_instances_deliver_every_reminder_exactly_once() {
     let delivered_in = t_start.elapsed();
     // A few more rounds (one a second) must send nothing again.
     std::thread::sleep(Duration::from_millis(2500));
-    let mut logs = Vec::new();
     let mut sent_by = Vec::new();
     let mut queued_by = Vec::new();
-    for mut s in services {
-        s.assert_running();
+    let logs = stop_all(services, |s| {
         sent_by.push((s.name.clone(), s.sum("delivery", "sent")));
         queued_by.push((s.name.clone(), s.sum("reminder pass", "messages")));
-        let name = s.name.clone();
-        let (code, lines) = s.terminate();
-        assert_eq!(
-            code,
-            Some(0),
-            "{name} exits 0 on SIGTERM\n{}",
-            lines.join("\n")
-        );
-        logs.push((name, lines));
-    }
+    });
 
     let got = smtp.received();
     let dups = duplicates(&got);
@@ -689,17 +663,7 @@ fn one_instance_killed_mid_pass_loses_nothing() {
     );
     let delivered_in = t_start.elapsed();
     std::thread::sleep(Duration::from_millis(1500));
-    for mut s in services {
-        s.assert_running();
-        let name = s.name.clone();
-        let (code, lines) = s.terminate();
-        assert_eq!(
-            code,
-            Some(0),
-            "{name} exits 0 on SIGTERM\n{}",
-            lines.join("\n")
-        );
-    }
+    stop_all(services, |_| {});
 
     let got = smtp.received();
     let ids = assert_one_digest_per_unit(&fx, &got, "one instance killed");
@@ -937,27 +901,20 @@ fn one_cron_fire_claimed_by_three_instances() {
     );
     // Let the last fire's message go out, then stop all three.
     std::thread::sleep(Duration::from_millis(500));
-    let mut runs_by = Vec::new();
-    let mut logs = Vec::new();
-    for mut s in services {
-        s.assert_running();
-        let name = s.name.clone();
-        let (code, lines) = s.terminate();
-        assert_eq!(
-            code,
-            Some(0),
-            "{name} exits 0 on SIGTERM\n{}",
-            lines.join("\n")
-        );
-        let runs = records(&lines)
-            .iter()
-            .filter(|r| {
-                r["fields"]["message"] == "periodic job" && r["fields"]["job"] == "weekly_dispatch"
-            })
-            .count();
-        runs_by.push((name.clone(), runs));
-        logs.push((name, lines));
-    }
+    let logs = stop_all(services, |_| {});
+    let runs_by: Vec<(String, usize)> = logs
+        .iter()
+        .map(|(name, lines)| {
+            let runs = records(lines)
+                .iter()
+                .filter(|r| {
+                    r["fields"]["message"] == "periodic job"
+                        && r["fields"]["job"] == "weekly_dispatch"
+                })
+                .count();
+            (name.clone(), runs)
+        })
+        .collect();
     let rows = query(
         &env,
         "SELECT message_id, state FROM outbox WHERE kind = 'weekly_dispatch' ORDER BY id",
@@ -1104,18 +1061,9 @@ fn a_delivery_longer_than_the_lease_is_not_taken_over_while_it_runs() {
         dump(&logs_of(&services))
     );
     let mut sent_by = Vec::new();
-    for mut s in services {
-        s.assert_running();
-        sent_by.push((s.name.clone(), s.sum("delivery", "sent")));
-        let name = s.name.clone();
-        let (code, lines) = s.terminate();
-        assert_eq!(
-            code,
-            Some(0),
-            "{name} exits 0 on SIGTERM\n{}",
-            lines.join("\n")
-        );
-    }
+    stop_all(services, |s| {
+        sent_by.push((s.name.clone(), s.sum("delivery", "sent")))
+    });
     let got = smtp.received();
     let dups = duplicates(&got);
     assert!(
@@ -1299,13 +1247,7 @@ fn a_plan_change_elsewhere_wakes_the_services_at_once() {
         got.iter().map(|m| m.subject()).collect::<Vec<_>>()
     );
     assert_eq!(got[0].rcpts, vec!["fgj@example.gov.cn".to_string()]);
-    let mut logs = Vec::new();
-    for s in services {
-        let name = s.name.clone();
-        let (code, lines) = s.terminate();
-        assert_eq!(code, Some(0), "{name} exits 0\n{}", lines.join("\n"));
-        logs.push((name, lines));
-    }
+    let logs = stop_all(services, |_| {});
     let errs: Vec<String> = logs.iter().flat_map(|(_, l)| errors(l)).collect();
     assert!(errs.is_empty(), "errors logged:\n{}", errs.join("\n"));
     eprintln!("digest delivered {} after the assignment", secs(took));

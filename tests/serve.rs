@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Env, id_of};
-use rectify_notifier::testing::{Received, SmtpServer};
+use common::{Env, Smtp, id_of, wait_until};
+use rectify_notifier::testing::Received;
 use serde_json::Value;
 
 const ROUND: &str = "XS-12-2";
@@ -51,41 +51,6 @@ fn set_up(env: &Env) -> i64 {
     ]);
     assert_eq!(item["state"], "assigned", "{item}");
     id_of(&item)
-}
-
-/// An SMTP server on loopback, served by a runtime of its own while the test thread waits on
-/// processes.
-struct Smtp {
-    server: SmtpServer,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl Smtp {
-    fn start() -> Smtp {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let server = rt
-            .block_on(SmtpServer::start())
-            .expect("start the SMTP server");
-        Smtp { server, _rt: rt }
-    }
-}
-
-/// Polls `f` every 50 ms until it holds or `timeout` passes.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A running `rectify serve`, its stderr collected line by line as it comes.

@@ -405,3 +405,42 @@ pub fn id_of(item: &Value) -> i64 {
         .as_i64()
         .unwrap_or_else(|| panic!("no id in {item}"))
 }
+
+/// Polls `f` every 50 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// An SMTP server on loopback, served by a runtime of its own while the test thread waits on
+/// processes.
+pub struct Smtp {
+    pub server: rectify_notifier::testing::SmtpServer,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Smtp {
+    pub fn start() -> Smtp {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let server = rt
+            .block_on(rectify_notifier::testing::SmtpServer::start())
+            .expect("start the SMTP server");
+        Smtp { server, _rt: rt }
+    }
+
+    pub fn received(&self) -> Vec<rectify_notifier::testing::Received> {
+        self.server.received()
+    }
+}
