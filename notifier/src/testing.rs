@@ -33,6 +33,11 @@ impl Received {
         decode_body(&self.data)
     }
 
+    /// The decoded HTML part (empty when there is none).
+    pub fn html(&self) -> String {
+        decode_part(&self.data, "text/html").unwrap_or_default()
+    }
+
     /// A header's value, unfolded (continuation lines joined with one space).
     pub fn header(&self, name: &str) -> Option<String> {
         let prefix = format!("{}:", name.to_ascii_lowercase());
@@ -337,28 +342,32 @@ fn qp(s: &str) -> Vec<u8> {
     out
 }
 
-/// The decoded text/plain part of a raw message (base64 or quoted-printable).
+/// The decoded text/plain part of a raw message (base64 or quoted-printable); the raw message
+/// when it has no such part.
 pub fn decode_body(raw: &str) -> String {
+    decode_part(raw, "text/plain").unwrap_or_else(|| raw.to_string())
+}
+
+/// The decoded part of type `mime` (`text/plain`, `text/html`) of a raw message.
+pub fn decode_part(raw: &str, mime: &str) -> Option<String> {
     let lower = raw.to_ascii_lowercase();
-    let Some(start) = lower.find("content-type: text/plain") else {
-        return raw.to_string();
-    };
+    let start = lower.find(&format!("content-type: {mime}"))?;
     let part = &raw[start..];
     let Some(body_at) = part
         .find("\r\n\r\n")
         .map(|i| i + 4)
         .or_else(|| part.find("\n\n").map(|i| i + 2))
     else {
-        return String::new();
+        return Some(String::new());
     };
     let headers = part[..body_at].to_ascii_lowercase();
     let body = &part[body_at..];
     let body = body.split("\r\n--").next().unwrap_or(body);
-    if headers.contains("base64") {
+    Some(if headers.contains("base64") {
         String::from_utf8_lossy(&b64(body)).to_string()
     } else if headers.contains("quoted-printable") {
         String::from_utf8_lossy(&qp(body)).to_string()
     } else {
         body.to_string()
-    }
+    })
 }
