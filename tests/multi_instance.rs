@@ -1027,16 +1027,20 @@ fn a_delivery_longer_than_the_lease_is_not_taken_over_while_it_runs() {
         .map(|n| {
             format!(
                 "('<queued-{n}@rectify.local>', 'digest', 'U{n:04}', '[\"u{n:04}@example.gov.cn\"]', '[]', \
-                 '【整改提醒】单位{n:04}:1 项整改事项需关注({TODAY})', '事项{n}', '<p>事项{n}</p>', \
+                 '【整改提醒】单位{n:04}:1 项整改事项需关注({TODAY})', \
                  'pending', 0, {ts}, NULL, NULL, NULL, {ts}, NULL)"
             )
         })
         .collect();
     env.sql(&format!(
-        "INSERT INTO outbox (message_id, kind, unit_code, to_addrs, cc_addrs, subject, body_text, body_html, \
+        "INSERT INTO outbox (message_id, kind, unit_code, to_addrs, cc_addrs, subject, \
          state, attempts, next_attempt_at, lease_until, lease_token, last_error, created_at, sent_at) VALUES {}",
         rows.join(",")
     ));
+    env.sql(
+        "INSERT INTO outbox_bodies (outbox_id, body_text, body_html) \
+         SELECT id, '事项' || id, '<p>事项' || id || '</p>' FROM outbox",
+    );
     let smtp = Smtp::start();
     // 30 ms a message over 4 connections: one batch of 64 takes about half a second, the whole
     // queue alone about four and a half seconds; the lease is 2 s.
@@ -1128,12 +1132,13 @@ fn a_pass_killed_after_queuing_still_plans_the_next_overdue_reminder() {
     ));
     // Item 2's reminder went into a digest; the pass that queued it died before re-planning.
     env.sql(&format!(
-        "INSERT INTO outbox (id, message_id, kind, unit_code, to_addrs, cc_addrs, subject, body_text, body_html, \
+        "INSERT INTO outbox (id, message_id, kind, unit_code, to_addrs, cc_addrs, subject, \
          state, attempts, next_attempt_at, lease_until, lease_token, last_error, created_at, sent_at) VALUES \
          (1, '<killed-pass@rectify.local>', 'digest', 'U0002', '[\"u0002@example.gov.cn\"]', '[]', \
-          '【整改提醒】单位0002:1 项整改事项需关注({TODAY})', '逾期事项二', '<p>逾期事项二</p>', \
+          '【整改提醒】单位0002:1 项整改事项需关注({TODAY})', \
           'pending', 0, {ts}, NULL, NULL, NULL, {ts}, NULL)"
     ));
+    env.sql("INSERT INTO outbox_bodies (outbox_id, body_text, body_html) VALUES (1, '逾期事项二', '<p>逾期事项二</p>')");
     env.sql("SELECT setval(pg_get_serial_sequence('outbox', 'id'), 1)");
     env.sql(&format!(
         "INSERT INTO reminders (item_id, kind, step, deadline_version, send_on, state, reason, outbox_id, \

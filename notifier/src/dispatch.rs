@@ -293,11 +293,10 @@ impl Dispatcher {
         }
 
         if !dry_run {
-            self.store.skip_reminders(&report.skipped, now).await?;
-            for (msg, ids) in &planned {
-                self.store.queue_message(msg, ids, now).await?;
-                report.reminders_queued += ids.len();
-            }
+            self.store
+                .queue_messages(&planned, &report.skipped, now)
+                .await?;
+            report.reminders_queued = planned.iter().map(|(_, ids)| ids.len()).sum();
             // Plan the next overdue repeat (one step ahead) of the items whose overdue repeat
             // came up in this pass; other reminders are planned whole when the item changes.
             let overdue_items: Vec<ItemId> = by_item
@@ -519,6 +518,8 @@ impl Dispatcher {
         token: &str,
     ) -> Result<DeliveryReport, StoreError> {
         let mut report = DeliveryReport::default();
+        // Reminders of messages a killed process had sent but not settled.
+        self.store.settle_sent(None, start).await?;
         let started = std::time::Instant::now();
         loop {
             let now = start + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
@@ -529,31 +530,81 @@ impl Dispatcher {
                 break;
             }
             let today = self.today(now);
+            // A message may have gone stale since it was queued (deadline moved, item closed):
+            // a retried message, or one queued before the last minute, has its reminders checked
+            // against the items as they are now, for the whole batch in two queries, before
+            // anything is sent. A first attempt at a message just queued (this pass's) was
+            // planned from the items as they are; checking it would read every item again.
+            let fresh_since = start - chrono::Duration::seconds(60);
+            let ids: Vec<i64> = batch
+                .iter()
+                .filter(|m| m.attempts > 1 || m.created_at < fresh_since)
+                .map(|m| m.id)
+                .collect();
+            let all: Vec<i64> = batch.iter().map(|m| m.id).collect();
+            let mut bodies = match self.store.message_bodies(&all).await {
+                Ok(b) => Ok(b),
+                Err(e) => Err(e.to_string()),
+            };
+            let stale = match (&bodies, self.stale_check(&ids, today).await) {
+                (Err(e), _) => Err(e.clone()),
+                (_, Err(e)) => Err(e.to_string()),
+                (Ok(_), Ok(s)) => Ok(s),
+            };
+            let stale = &stale;
+            let batch: Vec<_> = batch
+                .into_iter()
+                .map(|m| {
+                    let body = bodies.as_mut().ok().and_then(|b| b.remove(&m.id));
+                    (m, body)
+                })
+                .collect();
+            // The senders record their outcomes one at a time: concurrent writers on SQLite
+            // do not queue for its lock, they sleep and retry (1, 2, 5, 10 ms…), which cost
+            // the due pass a third of its sending time (BENCHMARKS.md).
+            let recording = tokio::sync::Mutex::new(());
+            let recording = &recording;
             let results: Vec<(i64, i64, Delivery)> = futures::stream::iter(batch)
-                .map(|m| async move {
-                    // A retried message may have gone stale (deadline moved, item closed): check
-                    // its reminders against the items as they are now before sending.
-                    match self.stale_check(m.id, today).await {
-                        Ok(None) => {}
-                        Ok(Some((requeue, skip))) => {
-                            return (m.id, m.attempts, Delivery::Withdrawn { requeue, skip });
+                .map(|(m, body)| async move {
+                    match stale {
+                        Ok(s) => {
+                            if let Some((requeue, skip)) = s.get(&m.id) {
+                                return (
+                                    m.id,
+                                    m.attempts,
+                                    Delivery::Withdrawn {
+                                        requeue: requeue.clone(),
+                                        skip: skip.clone(),
+                                    },
+                                );
+                            }
                         }
                         Err(e) => {
                             return (
                                 m.id,
                                 m.attempts,
-                                Delivery::Failed(SendError::Transient(e.to_string())),
+                                Delivery::Failed(SendError::Transient(e.clone())),
                             );
                         }
                     }
+                    let Some((text, html)) = body else {
+                        return (
+                            m.id,
+                            m.attempts,
+                            Delivery::Failed(SendError::Permanent(format!(
+                                "the message's body is missing (no outbox_bodies row for outbox id {}): queue it again",
+                                m.id
+                            ))),
+                        );
+                    };
                     let mut mail = OutgoingMail {
                         message_id: m.message_id.clone(),
                         from: self.cfg.from.clone(),
                         to: serde_json::from_str(&m.to_addrs).unwrap_or_default(),
                         cc: serde_json::from_str(&m.cc_addrs).unwrap_or_default(),
                         subject: m.subject.clone(),
-                        text: m.body_text.clone(),
-                        html: m.body_html.clone(),
+                        text,
+                        html,
                     };
                     let r = match self.mailer.send(&mail).await {
                         Ok(()) => Delivery::Sent(None),
@@ -573,6 +624,7 @@ impl Dispatcher {
                     };
                     // Recorded as soon as the server has it, not after the batch: a process
                     // killed now sends again only the messages it was sending at that moment.
+                    let _recording = recording.lock().await;
                     let r = match r {
                         Delivery::Sent(note) => match self.store.mark_sent(m.id, token, now).await {
                             Ok(true) => {
@@ -596,6 +648,12 @@ impl Dispatcher {
                 .collect()
                 .await;
             let mut transient = false;
+            let sent: Vec<i64> = results
+                .iter()
+                .filter(|(_, _, r)| matches!(r, Delivery::Sent(_)))
+                .map(|(id, _, _)| *id)
+                .collect();
+            self.store.settle_sent(Some(&sent), now).await?;
             for (id, attempts, r) in results {
                 match r {
                     Delivery::Sent(_) => report.sent += 1,
@@ -658,33 +716,41 @@ enum Delivery {
     },
 }
 
+/// Per withdrawn message: the reminders to requeue and the ones to skip with a reason.
+type Withdrawals = HashMap<i64, (Vec<i64>, Vec<(i64, &'static str)>)>;
+
 impl Dispatcher {
-    /// `None` when the message may go out as it is; otherwise the reminders to requeue and skip.
-    #[allow(clippy::type_complexity)]
+    /// The messages of a batch that may not go out as they are, each with the reminders to
+    /// requeue and to skip; a message not named may go out.
     async fn stale_check(
         &self,
-        outbox_id: i64,
+        outbox_ids: &[i64],
         today: NaiveDate,
-    ) -> Result<Option<(Vec<i64>, Vec<(i64, &'static str)>)>, StoreError> {
-        let rows = self.store.message_reminders(outbox_id).await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let ids: Vec<ItemId> = rows.iter().map(|(i, _)| *i).collect();
-        let items = self.store.items_by_ids(&ids).await?;
-        let mut requeue = Vec::new();
-        let mut skip = Vec::new();
-        for (item_id, r) in &rows {
-            match items.get(item_id).map(|i| remind::still_valid(r, i, today)) {
-                Some(Ok(())) => requeue.push(r.id),
-                Some(Err(why)) => skip.push((r.id, why.as_str())),
-                None => skip.push((r.id, "item_missing")),
+    ) -> Result<Withdrawals, StoreError> {
+        let by_message = self.store.messages_reminders(outbox_ids).await?;
+        let mut item_ids: Vec<ItemId> = by_message
+            .values()
+            .flat_map(|rows| rows.iter().map(|(i, _)| *i))
+            .collect();
+        item_ids.sort_unstable();
+        item_ids.dedup();
+        let items = self.store.items_by_ids(&item_ids).await?;
+        let mut out = HashMap::new();
+        for (outbox_id, rows) in by_message {
+            let mut requeue = Vec::new();
+            let mut skip = Vec::new();
+            for (item_id, r) in &rows {
+                match items.get(item_id).map(|i| remind::still_valid(r, i, today)) {
+                    Some(Ok(())) => requeue.push(r.id),
+                    Some(Err(why)) => skip.push((r.id, why.as_str())),
+                    None => skip.push((r.id, "item_missing")),
+                }
+            }
+            if !skip.is_empty() {
+                out.insert(outbox_id, (requeue, skip));
             }
         }
-        if skip.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((requeue, skip)))
+        Ok(out)
     }
 }
 

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(M20261123_000003PlanKey),
             Box::new(M20261123_000004ReminderItemIndex),
             Box::new(M20261123_000005LeanerIndexes),
+            Box::new(M20261201_000006OutboxBodies),
         ]
     }
 }
@@ -375,5 +376,58 @@ impl MigrationTrait for M20261123_000005LeanerIndexes {
         db.execute_unprepared("CREATE INDEX idx_items_round_id ON items (round_code, id)")
             .await?;
         Ok(())
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261201_000006OutboxBodies;
+
+impl MigrationName for M20261201_000006OutboxBodies {
+    fn name(&self) -> &str {
+        "m20261201_000006_outbox_bodies"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261201_000006OutboxBodies {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // A message's bodies move to a table of their own: the outbox row's state, lease and
+        // attempts change several times per message (claim, sent, retry), and each change
+        // rewrote the whole row with its bodies (on SQLite, every overflow page of a 25-60 KB
+        // digest). Written once, read once per attempt.
+        m.create_table(
+            Table::create()
+                .table("outbox_bodies")
+                .col(big_integer("outbox_id").primary_key())
+                .col(text("body_text"))
+                .col(text("body_html"))
+                .foreign_key(
+                    ForeignKey::create()
+                        .from("outbox_bodies", "outbox_id")
+                        .to("outbox", "id"),
+                )
+                .to_owned(),
+        )
+        .await?;
+        let db = m.get_connection();
+        db.execute_unprepared(
+            "INSERT INTO outbox_bodies (outbox_id, body_text, body_html) \
+             SELECT id, body_text, body_html FROM outbox",
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table("outbox")
+                .drop_column("body_text")
+                .to_owned(),
+        )
+        .await?;
+        m.alter_table(
+            Table::alter()
+                .table("outbox")
+                .drop_column("body_html")
+                .to_owned(),
+        )
+        .await
     }
 }

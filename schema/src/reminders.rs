@@ -18,7 +18,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, Statement,
 };
 
-use crate::entity::{item, job, operator, outbox, reminder};
+use crate::entity::{item, job, operator, outbox, outbox_body, reminder};
 use crate::error::StoreError;
 use crate::store::{Result, Store, now_for_store};
 
@@ -184,7 +184,19 @@ impl Store {
         planned: &[remind::Planned],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        use sea_orm::Condition;
+        run_statements(txn, self.plan_statements(item, planned, now)).await
+    }
+
+    /// The statements [`Store::write_plan`] runs, for a caller that sends them with others.
+    pub(crate) fn plan_statements(
+        &self,
+        item: &Item,
+        planned: &[remind::Planned],
+        now: DateTime<Utc>,
+    ) -> Vec<Statement> {
+        use sea_orm::{Condition, QueryTrait};
+        let backend = self.backend();
+        let mut out = Vec::with_capacity(3);
         let mut keep = Condition::any();
         for r in planned {
             keep = keep.add(
@@ -203,39 +215,42 @@ impl Store {
         if !planned.is_empty() {
             cancel = cancel.filter(keep.not());
         }
-        cancel.exec(txn).await?;
-        if self.backend() == DbBackend::Postgres {
+        out.push(cancel.build(backend));
+        if backend == DbBackend::Postgres {
             // Delivered on commit: wakes every `serve` instance listening.
-            txn.execute_unprepared(&format!("NOTIFY {PLAN_CHANNEL}"))
-                .await?;
+            out.push(Statement::from_string(
+                backend,
+                format!("NOTIFY {PLAN_CHANNEL}"),
+            ));
         }
         if planned.is_empty() {
-            return Ok(());
+            return out;
         }
         let rows = planned.iter().map(|r| reminder_row(item.id, r, now));
-        reminder::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::columns([
-                    reminder::Column::ItemId,
-                    reminder::Column::Kind,
-                    reminder::Column::Step,
-                    reminder::Column::DeadlineVersion,
-                ])
-                .update_columns([
-                    reminder::Column::State,
-                    reminder::Column::SendOn,
-                    reminder::Column::Reason,
-                    reminder::Column::UpdatedAt,
-                ])
-                .action_and_where(sea_orm::sea_query::ExprTrait::eq(
-                    Expr::col((reminder::Entity, reminder::Column::State)),
-                    "cancelled",
-                ))
-                .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
-        Ok(())
+        out.push(
+            reminder::Entity::insert_many(rows)
+                .on_conflict(
+                    OnConflict::columns([
+                        reminder::Column::ItemId,
+                        reminder::Column::Kind,
+                        reminder::Column::Step,
+                        reminder::Column::DeadlineVersion,
+                    ])
+                    .update_columns([
+                        reminder::Column::State,
+                        reminder::Column::SendOn,
+                        reminder::Column::Reason,
+                        reminder::Column::UpdatedAt,
+                    ])
+                    .action_and_where(sea_orm::sea_query::ExprTrait::eq(
+                        Expr::col((reminder::Entity, reminder::Column::State)),
+                        "cancelled",
+                    ))
+                    .to_owned(),
+                )
+                .build(backend),
+        );
+        out
     }
 
     /// Re-plans items after a dispatcher pass (the next overdue repeat, one step ahead).
@@ -351,24 +366,7 @@ impl Store {
     }
 
     pub async fn skip_reminders(&self, skips: &[(i64, &str)], now: DateTime<Utc>) -> Result<()> {
-        let now = now_for_store(now);
-        let mut by_reason: HashMap<&str, Vec<i64>> = HashMap::new();
-        for (id, why) in skips {
-            by_reason.entry(*why).or_default().push(*id);
-        }
-        for (why, ids) in by_reason {
-            for chunk in ids.chunks(500) {
-                reminder::Entity::update_many()
-                    .col_expr(reminder::Column::State, Expr::value("skipped"))
-                    .col_expr(reminder::Column::Reason, Expr::value(why))
-                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                    .filter(reminder::Column::Id.is_in(chunk.to_vec()))
-                    .filter(reminder::Column::State.eq("pending"))
-                    .exec(&self.db)
-                    .await?;
-            }
-        }
-        Ok(())
+        skip_reminders_on(&self.db, skips, now_for_store(now)).await
     }
 
     /// Queues one message and marks its reminder rows queued, in one transaction. Queuing the
@@ -379,64 +377,95 @@ impl Store {
         reminder_ids: &[i64],
         now: DateTime<Utc>,
     ) -> Result<i64> {
+        let ids = self
+            .queue_messages(&[(msg.clone(), reminder_ids.to_vec())], &[], now)
+            .await?;
+        ids.first().copied().ok_or_else(|| StoreError::NotFound {
+            what: "message",
+            key: msg.message_id.clone(),
+        })
+    }
+
+    /// Queues a whole pass in one transaction: the skipped reminders are marked skipped, every
+    /// message is inserted and its reminder rows marked queued. One transaction instead of one
+    /// per message: a unit's reminder rows lie on pages shared with every other unit's, so
+    /// per-message transactions wrote each of those pages to the WAL once per message
+    /// (BENCHMARKS.md, due pass). Queuing a message that is already there (same Message-ID) is
+    /// a no-op, so a re-run pass cannot duplicate it. Returns the messages' outbox ids.
+    pub async fn queue_messages(
+        &self,
+        msgs: &[(NewMessage, Vec<i64>)],
+        skips: &[(i64, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>> {
         let now = now_for_store(now);
         let txn = self.begin_write().await?;
-        let find =
-            || outbox::Entity::find().filter(outbox::Column::MessageId.eq(msg.message_id.as_str()));
-        let id = match find().one(&txn).await? {
-            Some(m) => m.id,
-            None => {
-                let row = outbox::ActiveModel {
-                    id: NotSet,
-                    message_id: Set(msg.message_id.clone()),
-                    kind: Set(msg.kind.clone()),
-                    unit_code: Set(msg.unit_code.clone()),
-                    to_addrs: Set(serde_json::to_string(&msg.to).unwrap_or_default()),
-                    cc_addrs: Set(serde_json::to_string(&msg.cc).unwrap_or_default()),
-                    subject: Set(msg.subject.clone()),
+        skip_reminders_on(&txn, skips, now).await?;
+        let mut ids = Vec::with_capacity(msgs.len());
+        for (msg, reminder_ids) in msgs {
+            let find = || {
+                outbox::Entity::find().filter(outbox::Column::MessageId.eq(msg.message_id.as_str()))
+            };
+            let row = outbox::ActiveModel {
+                id: NotSet,
+                message_id: Set(msg.message_id.clone()),
+                kind: Set(msg.kind.clone()),
+                unit_code: Set(msg.unit_code.clone()),
+                to_addrs: Set(serde_json::to_string(&msg.to).unwrap_or_default()),
+                cc_addrs: Set(serde_json::to_string(&msg.cc).unwrap_or_default()),
+                subject: Set(msg.subject.clone()),
+                state: Set("pending".into()),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                lease_until: Set(None),
+                lease_token: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                sent_at: Set(None),
+            };
+            // Another instance's pass may be queuing the same message at this moment: its row
+            // wins (PostgreSQL waits for its transaction) and this one takes that row's id.
+            let inserted = outbox::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::column(outbox::Column::MessageId)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            let id = find()
+                .select_only()
+                .column(outbox::Column::Id)
+                .into_tuple::<i64>()
+                .one(&txn)
+                .await?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: "message",
+                    key: msg.message_id.clone(),
+                })?;
+            if inserted == 1 {
+                outbox_body::Entity::insert(outbox_body::ActiveModel {
+                    outbox_id: Set(id),
                     body_text: Set(msg.body_text.clone()),
                     body_html: Set(msg.body_html.clone()),
-                    state: Set("pending".into()),
-                    attempts: Set(0),
-                    next_attempt_at: Set(now),
-                    lease_until: Set(None),
-                    lease_token: Set(None),
-                    last_error: Set(None),
-                    created_at: Set(now),
-                    sent_at: Set(None),
-                };
-                // Another instance's pass may be queuing the same message at this moment: its row
-                // wins (PostgreSQL waits for its transaction) and this one takes that row's id.
-                outbox::Entity::insert(row)
-                    .on_conflict(
-                        OnConflict::column(outbox::Column::MessageId)
-                            .do_nothing()
-                            .to_owned(),
-                    )
-                    .exec_without_returning(&txn)
-                    .await?;
-                find()
-                    .one(&txn)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: "message",
-                        key: msg.message_id.clone(),
-                    })?
-                    .id
-            }
-        };
-        for chunk in reminder_ids.chunks(500) {
-            reminder::Entity::update_many()
-                .col_expr(reminder::Column::State, Expr::value("queued"))
-                .col_expr(reminder::Column::OutboxId, Expr::value(id))
-                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                .filter(reminder::Column::Id.is_in(chunk.to_vec()))
-                .filter(reminder::Column::State.eq("pending"))
-                .exec(&txn)
+                })
+                .exec_without_returning(&txn)
                 .await?;
+            }
+            for chunk in reminder_ids.chunks(500) {
+                reminder::Entity::update_many()
+                    .col_expr(reminder::Column::State, Expr::value("queued"))
+                    .col_expr(reminder::Column::OutboxId, Expr::value(id))
+                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                    .filter(reminder::Column::Id.is_in(chunk.to_vec()))
+                    .filter(reminder::Column::State.eq("pending"))
+                    .exec(&txn)
+                    .await?;
+            }
+            ids.push(id);
         }
         txn.commit().await?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Claims up to `limit` messages ready to send (or whose lease expired: their instance died)
@@ -489,11 +518,30 @@ impl Store {
         Ok(rows)
     }
 
+    /// The bodies (text, HTML) of the given messages, one query per 500 messages.
+    pub async fn message_bodies(
+        &self,
+        outbox_ids: &[i64],
+    ) -> Result<HashMap<i64, (String, String)>> {
+        let mut out = HashMap::with_capacity(outbox_ids.len());
+        for chunk in outbox_ids.chunks(500) {
+            for b in outbox_body::Entity::find()
+                .filter(outbox_body::Column::OutboxId.is_in(chunk.to_vec()))
+                .all(&self.db)
+                .await?
+            {
+                out.insert(b.outbox_id, (b.body_text, b.body_html));
+            }
+        }
+        Ok(out)
+    }
+
     /// Marks a message sent, only if our lease still holds (a stale instance cannot overwrite a
-    /// newer claim). Its reminders become sent in the same transaction.
+    /// newer claim). One statement, as soon as the transport accepted the message; its reminder
+    /// rows follow with [`Store::settle_sent`] (after the batch, or at the next delivery when
+    /// this process dies first).
     pub async fn mark_sent(&self, id: i64, token: &str, now: DateTime<Utc>) -> Result<bool> {
         let now = now_for_store(now);
-        let txn = self.begin_write().await?;
         let r = outbox::Entity::update_many()
             .col_expr(outbox::Column::State, Expr::value("sent"))
             .col_expr(outbox::Column::SentAt, Expr::value(now))
@@ -508,26 +556,84 @@ impl Store {
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::LeaseToken.eq(token))
             .filter(outbox::Column::State.eq("sending"))
-            .exec(&txn)
+            .exec(&self.db)
             .await?;
-        if r.rows_affected == 1 {
-            reminder::Entity::update_many()
+        Ok(r.rows_affected == 1)
+    }
+
+    /// The reminder rows of sent messages become sent, and the next overdue repeat of their items
+    /// is planned one step ahead, in one transaction. `Some(ids)`: those messages (a delivery
+    /// batch just sent); `None`: every sent message that still has queued rows (what a process
+    /// killed between sending and settling left). Idempotent: only queued rows of sent messages
+    /// change. Returns how many reminder rows became sent.
+    ///
+    /// One transaction for a batch instead of one per message: a message's reminder rows lie on
+    /// pages shared with other units' rows, and per-message transactions wrote each such page
+    /// (and its index pages) once per message.
+    pub async fn settle_sent(&self, outbox_ids: Option<&[i64]>, now: DateTime<Utc>) -> Result<u64> {
+        let now = now_for_store(now);
+        let ids: Vec<i64> = match outbox_ids {
+            Some(ids) => ids.to_vec(),
+            None => {
+                let queued: Vec<Option<i64>> = reminder::Entity::find()
+                    .select_only()
+                    .column(reminder::Column::OutboxId)
+                    .distinct()
+                    .filter(reminder::Column::State.eq("queued"))
+                    .into_tuple()
+                    .all(&self.db)
+                    .await?;
+                let queued: Vec<i64> = queued.into_iter().flatten().collect();
+                let mut sent = Vec::new();
+                for chunk in queued.chunks(500) {
+                    let ids: Vec<i64> = outbox::Entity::find()
+                        .select_only()
+                        .column(outbox::Column::Id)
+                        .filter(outbox::Column::Id.is_in(chunk.to_vec()))
+                        .filter(outbox::Column::State.eq("sent"))
+                        .into_tuple()
+                        .all(&self.db)
+                        .await?;
+                    sent.extend(ids);
+                }
+                sent
+            }
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let txn = self.begin_write().await?;
+        let mut settled = 0;
+        for chunk in ids.chunks(500) {
+            // The next overdue repeat is planned one step ahead when a repeat goes out. The pass
+            // does it right after queuing; doing it again here, with the delivery, means a pass
+            // that died in between (crash, database restart) loses no repeat.
+            let overdue: Vec<ItemId> = reminder::Entity::find()
+                .select_only()
+                .column(reminder::Column::ItemId)
+                .distinct()
+                .filter(reminder::Column::OutboxId.is_in(chunk.to_vec()))
+                .filter(reminder::Column::State.eq("queued"))
+                .filter(reminder::Column::Kind.eq(ReminderKind::Overdue.as_str()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            let sent_messages = outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::Id)
+                .filter(outbox::Column::Id.is_in(chunk.to_vec()))
+                .filter(outbox::Column::State.eq("sent"));
+            settled += reminder::Entity::update_many()
                 .col_expr(reminder::Column::State, Expr::value("sent"))
                 .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                .filter(reminder::Column::OutboxId.eq(id))
+                .filter(
+                    reminder::Column::OutboxId
+                        .in_subquery(sea_orm::QueryTrait::into_query(sent_messages)),
+                )
+                .filter(reminder::Column::State.eq("queued"))
                 .exec(&txn)
-                .await?;
-            // The next overdue repeat is planned one step ahead when a repeat goes out. The
-            // pass does it right after queuing; doing it again here, with the delivery, means a
-            // pass that died in between (crash, database restart) loses no repeat.
-            let overdue: Vec<ItemId> = reminder::Entity::find()
-                .filter(reminder::Column::OutboxId.eq(id))
-                .filter(reminder::Column::Kind.eq(ReminderKind::Overdue.as_str()))
-                .all(&txn)
                 .await?
-                .into_iter()
-                .map(|r| r.item_id)
-                .collect();
+                .rows_affected;
             if !overdue.is_empty() {
                 let tomorrow = self.planner.local_date(now) + chrono::Duration::days(1);
                 for m in item::Entity::find()
@@ -541,16 +647,40 @@ impl Store {
             }
         }
         txn.commit().await?;
-        Ok(r.rows_affected == 1)
+        Ok(settled)
     }
 
     /// The reminder rows carried by a message, with their items.
     pub async fn message_reminders(&self, outbox_id: i64) -> Result<Vec<(ItemId, DueReminder)>> {
-        let rows = reminder::Entity::find()
-            .filter(reminder::Column::OutboxId.eq(outbox_id))
-            .all(&self.db)
-            .await?;
-        Ok(rows.into_iter().filter_map(due_of).collect())
+        Ok(self
+            .messages_reminders(&[outbox_id])
+            .await?
+            .remove(&outbox_id)
+            .unwrap_or_default())
+    }
+
+    /// The reminder rows carried by each of several messages (one query per 500 messages).
+    pub async fn messages_reminders(
+        &self,
+        outbox_ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<(ItemId, DueReminder)>>> {
+        let mut out: HashMap<i64, Vec<(ItemId, DueReminder)>> = HashMap::new();
+        for chunk in outbox_ids.chunks(500) {
+            let rows = reminder::Entity::find()
+                .filter(reminder::Column::OutboxId.is_in(chunk.to_vec()))
+                .order_by_asc(reminder::Column::Id)
+                .all(&self.db)
+                .await?;
+            for r in rows {
+                let Some(outbox_id) = r.outbox_id else {
+                    continue;
+                };
+                if let Some(d) = due_of(r) {
+                    out.entry(outbox_id).or_default().push(d);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Withdraws a message whose content went stale before it could be delivered (an item's
@@ -833,4 +963,63 @@ pub(crate) fn reminder_row(
         created_at: Set(now),
         updated_at: Set(now),
     }
+}
+
+/// Marks reminders skipped with their reasons, on `conn` (a transaction or the pool).
+async fn skip_reminders_on<C: ConnectionTrait>(
+    conn: &C,
+    skips: &[(i64, &str)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let mut by_reason: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (id, why) in skips {
+        by_reason.entry(*why).or_default().push(*id);
+    }
+    for (why, ids) in by_reason {
+        for chunk in ids.chunks(500) {
+            reminder::Entity::update_many()
+                .col_expr(reminder::Column::State, Expr::value("skipped"))
+                .col_expr(reminder::Column::Reason, Expr::value(why))
+                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                .filter(reminder::Column::Id.is_in(chunk.to_vec()))
+                .filter(reminder::Column::State.eq("pending"))
+                .exec(conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `statements` in order inside `txn`. On SQLite they go as one multi-statement call:
+/// sqlx's SQLite driver runs every call on its worker thread, and the hand-off each way per
+/// statement was a third of a lifecycle command's time (BENCHMARKS.md). PostgreSQL's extended
+/// protocol takes one statement per call.
+pub(crate) async fn run_statements(
+    txn: &DatabaseTransaction,
+    statements: Vec<Statement>,
+) -> Result<()> {
+    if txn.get_database_backend() != DbBackend::Sqlite || statements.len() < 2 {
+        for st in statements {
+            txn.execute_raw(st).await?;
+        }
+        return Ok(());
+    }
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for st in statements {
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&st.sql);
+        if let Some(v) = st.values {
+            values.extend(v.0);
+        }
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
 }

@@ -247,6 +247,21 @@ pub(crate) fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::Ac
     }
 }
 
+/// `columns` less the ones whose value is the row's as read: SQLite rewrites the entries of
+/// every index on a column named in SET, changed or not, and an item row has six indexes
+/// (a progress report then cost as much index work as a reassignment).
+fn changed_columns(mut columns: item::ActiveModel, row: &item::Model) -> item::ActiveModel {
+    use sea_orm::{ActiveModelTrait, Iterable, ModelTrait};
+    for col in item::Column::iter() {
+        if let sea_orm::ActiveValue::Set(v) = columns.get(col)
+            && row.get(col) == v
+        {
+            columns.not_set(col);
+        }
+    }
+    columns
+}
+
 /// An event row as verification reads it (and an audit export carries it).
 fn stored_link(e: event::Model) -> StoredLink {
     StoredLink {
@@ -874,7 +889,7 @@ impl Store {
         let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
         columns.plan_key = Set(Some(plan_key.clone()));
         let updated = item::Entity::update_many()
-            .set(columns)
+            .set(changed_columns(columns, model))
             .filter(item::Column::Id.eq(id))
             .filter(item::Column::Version.eq(current.version))
             .exec(txn)
@@ -882,14 +897,29 @@ impl Store {
         if updated.rows_affected != 1 {
             return Err(StoreError::Conflict { item: id });
         }
+        // Reminders are re-planned in the same transaction as the command (imports too).
+        let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
+        if outcome.event.evidence.is_empty() {
+            // No evidence rows need the event's id: the event and the plan go in one call.
+            let mut statements = vec![sea_orm::QueryTrait::build(
+                &event::Entity::insert(link.row),
+                self.backend(),
+            )];
+            if replan {
+                statements.extend(self.plan_statements(&outcome.item, &planned, now));
+            }
+            crate::reminders::run_statements(txn, statements).await?;
+            self.record_extension(txn, current, outcome, command, actor, now)
+                .await?;
+            return Ok(());
+        }
         let (_, written_hash) = self
             .append_event(txn, id, model.head_seq, &model.head_hash, outcome)
             .await?;
         debug_assert_eq!(written_hash, link.hash);
         self.record_extension(txn, current, outcome, command, actor, now)
             .await?;
-        // Reminders are re-planned in the same transaction as the command (imports too).
-        if model.plan_key.as_deref() != Some(plan_key.as_str()) {
+        if replan {
             self.write_plan(txn, &outcome.item, &planned, now).await?;
         }
         Ok(())

@@ -8,6 +8,7 @@ pub mod item;
 pub mod job;
 pub mod operator;
 pub mod outbox;
+pub mod outbox_body;
 pub mod reminder;
 pub mod round;
 pub mod unit;

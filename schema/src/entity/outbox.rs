@@ -1,7 +1,8 @@
 use sea_orm::entity::prelude::*;
 
 /// One email to send. States: pending → sending (leased) → sent; a transient failure goes back to
-/// pending with a later `next_attempt_at`; a permanent one is `failed`.
+/// pending with a later `next_attempt_at`; a permanent one is `failed`. The bodies are in
+/// `outbox_bodies`.
 #[sea_orm::model]
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "outbox")]
@@ -18,8 +19,6 @@ pub struct Model {
     pub to_addrs: String,
     pub cc_addrs: String,
     pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
     pub state: String,
     pub attempts: i64,
     pub next_attempt_at: DateTimeUtc,

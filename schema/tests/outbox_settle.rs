@@ -1,0 +1,193 @@
+//! A sent message's reminder rows follow it in a batch (`settle_sent`), and what a process
+//! killed between marking a message sent and settling its reminders left behind is settled by
+//! the next delivery. The bodies of messages queued before migration 6 move to
+//! `outbox_bodies`. On SQLite and (when `RECTIFY_TEST_DATABASE_URL` is set) PostgreSQL.
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use rectify_engine::{Actor, Deadline, NewItem, Role, Source};
+use rectify_schema::migration::Migrator;
+use rectify_schema::sea_orm::{ConnectionTrait, DbBackend, Statement};
+use rectify_schema::testing::TestDb;
+use rectify_schema::{NewMessage, Round, Store, Unit};
+use sea_orm_migration::MigratorTrait;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 2, 0, 0).unwrap()
+}
+
+async fn states(store: &Store, item: i64) -> Vec<String> {
+    let rows = store
+        .db()
+        .query_all_raw(Statement::from_string(
+            store.backend(),
+            format!("SELECT state FROM reminders WHERE item_id = {item} ORDER BY id"),
+        ))
+        .await
+        .expect("reminder states");
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "state").expect("state"))
+        .collect()
+}
+
+/// A unit, a round and one assigned item with its reminder rows planned; the item's id.
+async fn item_with_reminders(store: &Store) -> i64 {
+    let admin = Actor {
+        name: "office".into(),
+        role: Role::Admin,
+        unit: None,
+    };
+    let unit = Unit {
+        code: "FGJ".into(),
+        name: "区发改局".into(),
+        parent: None,
+        emails: vec!["fgj@example.gov.cn".into()],
+        leader: None,
+        leader_email: None,
+        aliases: vec![],
+    };
+    store.add_unit(&unit, now()).await.expect("unit");
+    store
+        .add_round(
+            &Round {
+                code: "R2".into(),
+                title: "十二届省委第二轮巡视".into(),
+                source: Source::Inspection,
+            },
+            now(),
+        )
+        .await
+        .expect("round");
+    store
+        .create_item(
+            &NewItem {
+                round: "R2".into(),
+                number: "1".into(),
+                title: "整改事项".into(),
+                lead_unit: Some("FGJ".into()),
+                deadline: Some(Deadline::Date(
+                    NaiveDate::from_ymd_opt(2026, 4, 30).unwrap(),
+                )),
+                ..Default::default()
+            },
+            &admin,
+            now(),
+            NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+        )
+        .await
+        .expect("item")
+        .id
+}
+
+#[tokio::test]
+async fn reminders_of_a_sent_message_left_queued_are_settled_once() {
+    for db in TestDb::all().await {
+        let b = db.name;
+        let store = db.store().await;
+        let item = item_with_reminders(&store).await;
+        let before = states(&store, item).await;
+        assert!(!before.is_empty(), "[{b}] the item has reminder rows");
+        let ids: Vec<i64> = store
+            .db()
+            .query_all_raw(Statement::from_string(
+                store.backend(),
+                format!("SELECT id FROM reminders WHERE item_id = {item} ORDER BY id"),
+            ))
+            .await
+            .expect("ids")
+            .iter()
+            .map(|r| r.try_get::<i64>("", "id").expect("id"))
+            .collect();
+        let msg = NewMessage {
+            message_id: "<settle@rectify.local>".into(),
+            kind: "digest".into(),
+            unit_code: Some("FGJ".into()),
+            to: vec!["fgj@example.gov.cn".into()],
+            cc: vec![],
+            subject: "【整改提醒】区发改局".into(),
+            body_text: "正文".into(),
+            body_html: "<p>正文</p>".into(),
+        };
+        let outbox_id = store.queue_message(&msg, &ids, now()).await.expect("queue");
+        assert!(
+            states(&store, item).await.iter().all(|s| s == "queued"),
+            "[{b}]"
+        );
+        let bodies = store.message_bodies(&[outbox_id]).await.expect("bodies");
+        assert_eq!(
+            bodies.get(&outbox_id),
+            Some(&("正文".to_string(), "<p>正文</p>".to_string())),
+            "[{b}] the bodies are stored once, apart from the outbox row"
+        );
+        let claimed = store
+            .claim_outbox(now(), now() + chrono::Duration::seconds(60), "t1", 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "[{b}]");
+        assert!(store.mark_sent(outbox_id, "t1", now()).await.expect("sent"));
+        // The process dies here: the message is sent, its reminders still say queued.
+        assert!(
+            states(&store, item).await.iter().all(|s| s == "queued"),
+            "[{b}]"
+        );
+        // A settle for other messages does not touch them.
+        assert_eq!(
+            store
+                .settle_sent(Some(&[outbox_id + 1]), now())
+                .await
+                .expect("settle"),
+            0,
+            "[{b}]"
+        );
+        // The next delivery settles what was left.
+        let n = store.settle_sent(None, now()).await.expect("settle");
+        assert_eq!(n as usize, ids.len(), "[{b}]");
+        assert!(
+            states(&store, item).await.iter().all(|s| s == "sent"),
+            "[{b}]"
+        );
+        assert_eq!(
+            store.settle_sent(None, now()).await.expect("settle"),
+            0,
+            "[{b}] settling twice changes nothing"
+        );
+        drop(store);
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn migration_6_moves_queued_bodies_to_their_own_table() {
+    for db in TestDb::all().await {
+        let b = db.name;
+        let store = Store::connect(&db.settings()).await.expect("connect");
+        Migrator::up(store.db(), Some(5))
+            .await
+            .expect("migrations 1-5");
+        let ts = if store.backend() == DbBackend::Postgres {
+            "'2026-03-02 00:00:00+00'::timestamptz"
+        } else {
+            "'2026-03-02 00:00:00+00:00'"
+        };
+        store
+            .db()
+            .execute_unprepared(&format!(
+                "INSERT INTO outbox (message_id, kind, unit_code, to_addrs, cc_addrs, subject, body_text, body_html, \
+                 state, attempts, next_attempt_at, lease_until, lease_token, last_error, created_at, sent_at) VALUES \
+                 ('<old@rectify.local>', 'digest', 'FGJ', '[\"fgj@example.gov.cn\"]', '[]', '旧消息', '旧正文', '<p>旧正文</p>', \
+                  'pending', 0, {ts}, NULL, NULL, NULL, {ts}, NULL)"
+            ))
+            .await
+            .expect("a message queued before migration 6");
+        store.migrate().await.expect("migration 6");
+        let rows = store.list_outbox(None).await.expect("outbox");
+        assert_eq!(rows.len(), 1, "[{b}]");
+        let bodies = store.message_bodies(&[rows[0].id]).await.expect("bodies");
+        assert_eq!(
+            bodies.get(&rows[0].id),
+            Some(&("旧正文".to_string(), "<p>旧正文</p>".to_string())),
+            "[{b}]"
+        );
+        drop(store);
+        db.cleanup().await;
+    }
+}
