@@ -6,11 +6,81 @@
 //! pages of item ids and the caller folds each page into its figures before asking for the next.
 
 use chrono::{DateTime, Utc};
-use rectify_engine::{Item, ItemId};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use rectify_engine::{Deadline, Item, ItemId};
+use sea_orm::{ColumnTrait, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entity::{event, item};
-use crate::store::{Result, Store, to_item};
+use crate::error::StoreError;
+use crate::store::{Result, Store, parse_enum};
+
+/// The columns of an item the report uses. Decoding a row costs per column (each value is
+/// copied out of SQLite and converted), and the report needs about half of them.
+#[derive(DerivePartialModel)]
+#[sea_orm(entity = "item::Entity")]
+struct ReportItemRow {
+    id: i64,
+    round_code: String,
+    parent_id: Option<i64>,
+    number: String,
+    title: String,
+    lead_unit: Option<String>,
+    leader: Option<String>,
+    deadline: Option<String>,
+    state: String,
+    send_backs: i64,
+    cadence: Option<String>,
+    last_progress: Option<String>,
+    created_at: DateTime<Utc>,
+    assigned_at: Option<DateTime<Utc>>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    last_progress_at: Option<DateTime<Utc>>,
+    submitted_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl ReportItemRow {
+    /// The item as the report sees it; what was not read is left empty (see
+    /// [`Store::report_items_page`]).
+    fn into_item(self) -> Result<Item> {
+        Ok(Item {
+            id: self.id,
+            round: self.round_code,
+            parent_id: self.parent_id,
+            number: self.number,
+            title: self.title,
+            lead_unit: self.lead_unit,
+            co_units: Vec::new(),
+            leader: self.leader,
+            deadline: match &self.deadline {
+                Some(d) => Some(Deadline::from_db(d).ok_or_else(|| {
+                    StoreError::Db(sea_orm::DbErr::Custom(format!(
+                        "stored deadline `{d}` is not readable"
+                    )))
+                })?),
+                None => None,
+            },
+            state: parse_enum(&self.state, "state")?,
+            version: 0,
+            deadline_version: 0,
+            send_backs: self.send_backs,
+            reassignments: 0,
+            cadence: match &self.cadence {
+                Some(c) => Some(parse_enum(c, "cadence")?),
+                None => None,
+            },
+            pending_extension: None,
+            merged_into: None,
+            progress_percent: None,
+            last_progress: self.last_progress,
+            created_at: self.created_at,
+            assigned_at: self.assigned_at,
+            acknowledged_at: self.acknowledged_at,
+            last_progress_at: self.last_progress_at,
+            submitted_at: self.submitted_at,
+            closed_at: self.closed_at,
+        })
+    }
+}
 
 /// One stored event, as the report replays it.
 #[derive(Clone, Debug)]
@@ -28,8 +98,12 @@ const TRANSITION_KINDS: [&str; 5] = ["assigned", "reopened", "closed", "finished
 
 impl Store {
     /// The items of `round_code` (every round when `None`) with an id above `after`, by id, at
-    /// most `limit` of them. A page is read with the `(round_code, id)` index, so no page sorts
-    /// the round.
+    /// most `limit` of them, for the report. A page is read with the `(round_code, id)` index,
+    /// so no page sorts the round.
+    ///
+    /// Only the columns the report uses are read: co-units, the pending extension, the merge,
+    /// the progress percentage and the version counters are left empty or zero. Not for a
+    /// command that changes the item.
     pub async fn report_items_page(
         &self,
         round_code: Option<&str>,
@@ -44,9 +118,10 @@ impl Store {
             .filter(item::Column::Id.gt(after))
             .order_by_asc(item::Column::Id)
             .limit(limit)
+            .into_partial_model::<ReportItemRow>()
             .all(self.db())
             .await?;
-        page.iter().map(to_item).collect()
+        page.into_iter().map(ReportItemRow::into_item).collect()
     }
 
     /// The events of the items of `round_code` (all rounds when `None`) whose id is in
