@@ -45,31 +45,42 @@ pub fn light_policy(app: &App) -> LightPolicy {
 
 /// Items in tree order (parents before children, siblings by id) with their depth.
 pub fn tree_order(items: &[Item]) -> Vec<(usize, &Item)> {
-    let ids: std::collections::HashSet<ItemId> = items.iter().map(|i| i.id).collect();
-    let mut children: HashMap<Option<ItemId>, Vec<&Item>> = HashMap::new();
+    tree_order_by(items, |i| i.id, |i| i.parent_id)
+}
+
+/// [`tree_order`] over anything with an item id and a parent (the report orders its compact
+/// rows with it, so the report's tree and the export's stay in the same order).
+pub fn tree_order_by<T>(
+    items: &[T],
+    id: impl Fn(&T) -> ItemId,
+    parent_of: impl Fn(&T) -> Option<ItemId>,
+) -> Vec<(usize, &T)> {
+    let ids: std::collections::HashSet<ItemId> = items.iter().map(&id).collect();
+    let mut children: HashMap<Option<ItemId>, Vec<&T>> = HashMap::new();
     for i in items {
         // An item whose parent is outside the list is shown at the top.
-        let parent = i.parent_id.filter(|p| ids.contains(p));
+        let parent = parent_of(i).filter(|p| ids.contains(p));
         children.entry(parent).or_default().push(i);
     }
     for v in children.values_mut() {
-        v.sort_by_key(|i| i.id);
+        v.sort_by_key(|i| id(i));
     }
     let mut out = Vec::with_capacity(items.len());
-    fn go<'a>(
+    fn go<'a, T>(
         parent: Option<ItemId>,
         depth: usize,
-        children: &HashMap<Option<ItemId>, Vec<&'a Item>>,
-        out: &mut Vec<(usize, &'a Item)>,
+        children: &HashMap<Option<ItemId>, Vec<&'a T>>,
+        id: &dyn Fn(&T) -> ItemId,
+        out: &mut Vec<(usize, &'a T)>,
     ) {
         if let Some(list) = children.get(&parent) {
             for i in list {
                 out.push((depth, i));
-                go(Some(i.id), depth + 1, children, out);
+                go(Some(id(i)), depth + 1, children, id, out);
             }
         }
     }
-    go(None, 0, &children, &mut out);
+    go(None, 0, &children, &id, &mut out);
     out
 }
 

@@ -13,21 +13,27 @@
 //!   or before their deadline / items closed. Ranked by completion rate, then fewer overdue,
 //!   then on-time rate.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use clap::{Args, ValueEnum};
 use rectify_engine::light::light;
 use rectify_engine::replay::{Recorded, replay};
-use rectify_engine::{Deadline, Item, ItemState, Lang, Light};
-use rectify_schema::{EventRow, ItemFilter};
-use serde::Serialize;
+use rectify_engine::{Deadline, Item, ItemId, ItemState, Lang, Light};
+use rectify_schema::EventRow;
+use serde::{Serialize, Serializer};
 use serde_json::json;
 
 use crate::app::App;
 use crate::error::{CliError, CliResult, InLang};
-use crate::export::{light_policy, tree_order};
+use crate::export::{light_policy, tree_order_by};
+
+/// Items read from the store per page: a page is folded into the figures before the next is
+/// read, so the round is never held in the store's form.
+const PAGE: u64 = 2_000;
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -95,6 +101,177 @@ pub struct TreeRow {
     pub last_progress: Option<String>,
 }
 
+/// A piece of [`Tree::text`].
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    end: usize,
+}
+
+/// One row of the tree, its text kept in the tree's buffer.
+#[derive(Clone, Copy, Debug)]
+struct TreeEntry {
+    depth: usize,
+    id: ItemId,
+    parent_id: Option<ItemId>,
+    /// Index into [`Tree::names`].
+    round: usize,
+    /// Index into [`Tree::names`].
+    lead_unit: Option<usize>,
+    number: Span,
+    title: Span,
+    last_progress: Option<Span>,
+    state: ItemState,
+    light: Option<Light>,
+    deadline: Option<Deadline>,
+}
+
+/// The item tree by category, in tree order. A round holds over 100,000 items: as separate
+/// strings per row (and again as the cells of the output) the tree was most of the report's
+/// memory, so the rows keep their text in one buffer and the round codes and units once each.
+/// Serialized as a list of [`TreeRow`], as before.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    /// The language of the deadline labels (长期坚持).
+    lang: Lang,
+    text: String,
+    names: Vec<String>,
+    rows: Vec<TreeEntry>,
+}
+
+/// One row of the tree, borrowed from it.
+#[derive(Clone, Copy, Debug)]
+pub struct TreeRowRef<'a> {
+    pub depth: usize,
+    pub id: ItemId,
+    pub round: &'a str,
+    pub number: &'a str,
+    pub title: &'a str,
+    pub state: ItemState,
+    pub light: Option<Light>,
+    pub lead_unit: Option<&'a str>,
+    deadline: Option<Deadline>,
+    lang: Lang,
+    pub last_progress: Option<&'a str>,
+}
+
+impl TreeRowRef<'_> {
+    /// The deadline as shown (a date, or 长期坚持).
+    pub fn deadline(&self) -> Option<String> {
+        self.deadline.map(|d| d.label(self.lang))
+    }
+}
+
+impl Tree {
+    pub fn iter(&self) -> impl Iterator<Item = TreeRowRef<'_>> + '_ {
+        self.rows.iter().map(move |e| {
+            let text = |s: Span| self.text.get(s.start..s.end).unwrap_or_default();
+            let name = |k: usize| self.names.get(k).map(String::as_str).unwrap_or_default();
+            TreeRowRef {
+                depth: e.depth,
+                id: e.id,
+                round: name(e.round),
+                number: text(e.number),
+                title: text(e.title),
+                state: e.state,
+                light: e.light,
+                lead_unit: e.lead_unit.map(name),
+                deadline: e.deadline,
+                lang: self.lang,
+                last_progress: e.last_progress.map(text),
+            }
+        })
+    }
+}
+
+impl Serialize for Tree {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|t| TreeRow {
+            depth: t.depth,
+            id: t.id,
+            round: t.round.to_string(),
+            number: t.number.to_string(),
+            title: t.title.to_string(),
+            state: t.state,
+            light: t.light,
+            lead_unit: t.lead_unit.map(str::to_string),
+            deadline: t.deadline(),
+            last_progress: t.last_progress.map(str::to_string),
+        }))
+    }
+}
+
+/// The tree while its items are read (in any order).
+struct TreeBuilder {
+    lang: Lang,
+    text: String,
+    names: Vec<String>,
+    name_index: HashMap<String, usize>,
+    rows: Vec<TreeEntry>,
+}
+
+impl TreeBuilder {
+    fn new(lang: Lang) -> Self {
+        TreeBuilder {
+            lang,
+            text: String::new(),
+            names: Vec::new(),
+            name_index: HashMap::new(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn span(&mut self, s: &str) -> Span {
+        let start = self.text.len();
+        self.text.push_str(s);
+        Span {
+            start,
+            end: self.text.len(),
+        }
+    }
+
+    fn name(&mut self, s: &str) -> usize {
+        if let Some(k) = self.name_index.get(s) {
+            return *k;
+        }
+        let k = self.names.len();
+        self.names.push(s.to_string());
+        self.name_index.insert(s.to_string(), k);
+        k
+    }
+
+    fn push(&mut self, i: &Item, light: Option<Light>) {
+        let entry = TreeEntry {
+            depth: 0,
+            id: i.id,
+            parent_id: i.parent_id,
+            round: self.name(&i.round),
+            lead_unit: i.lead_unit.as_deref().map(|u| self.name(u)),
+            number: self.span(&i.number),
+            title: self.span(&i.title),
+            last_progress: i.last_progress.as_deref().map(|p| self.span(p)),
+            state: i.state,
+            light,
+            deadline: i.deadline,
+        };
+        self.rows.push(entry);
+    }
+
+    /// The rows in tree order (parents before children, siblings by id), the export's order.
+    fn finish(self) -> Tree {
+        let rows = tree_order_by(&self.rows, |e| e.id, |e| e.parent_id)
+            .into_iter()
+            .map(|(depth, e)| TreeEntry { depth, ..*e })
+            .collect();
+        Tree {
+            lang: self.lang,
+            text: self.text,
+            names: self.names,
+            rows,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct RedRow {
     pub id: i64,
@@ -114,7 +291,7 @@ pub struct Figures {
     pub rounds: Vec<Totals>,
     pub total: Totals,
     pub units: Vec<UnitRow>,
-    pub tree: Vec<TreeRow>,
+    pub tree: Tree,
     pub red_list: Vec<RedRow>,
     /// Open assigned items at the end of each day.
     pub burndown: Vec<(NaiveDate, usize)>,
@@ -137,26 +314,129 @@ fn tracked(i: &Item) -> bool {
     !matches!(i.state, ItemState::Draft | ItemState::Cancelled)
 }
 
-fn totals(code: &str, title: &str, items: &[&Item], as_of: NaiveDate) -> Totals {
-    let mut t = Totals {
-        round: code.to_string(),
-        title: title.to_string(),
-        ..Totals::default()
-    };
-    for i in items {
-        match i.state {
-            ItemState::Draft => t.drafts += 1,
-            ItemState::Cancelled => t.cancelled += 1,
-            ItemState::Closed => t.closed += 1,
-            ItemState::LongTerm => t.long_term += 1,
-            _ if i.deadline == Some(Deadline::LongTerm) => t.long_term += 1,
-            _ if overdue_days(i, as_of).is_some() => t.overdue += 1,
-            _ => t.in_progress += 1,
-        }
+/// Counts one item into `t` (see [`finish_totals`]).
+fn count(t: &mut Totals, i: &Item, as_of: NaiveDate) {
+    match i.state {
+        ItemState::Draft => t.drafts += 1,
+        ItemState::Cancelled => t.cancelled += 1,
+        ItemState::Closed => t.closed += 1,
+        ItemState::LongTerm => t.long_term += 1,
+        _ if i.deadline == Some(Deadline::LongTerm) => t.long_term += 1,
+        _ if overdue_days(i, as_of).is_some() => t.overdue += 1,
+        _ => t.in_progress += 1,
     }
+}
+
+/// The totals once every item is counted.
+fn finish_totals(mut t: Totals, code: &str, title: &str) -> Totals {
+    t.round = code.to_string();
+    t.title = title.to_string();
     t.items = t.closed + t.long_term + t.overdue + t.in_progress;
     t.completion_rate = rate(t.closed, t.items);
     t
+}
+
+/// Per lead unit: assigned, closed, overdue, send-backs, closed on time.
+type UnitCounts = (usize, usize, usize, i64, usize);
+
+/// The figures while the items are read, one at a time, in any order: an item is counted and
+/// its tree row kept, and nothing else of it is held.
+struct Tally<'a> {
+    day: NaiveDate,
+    light: &'a dyn Fn(&Item) -> Option<Light>,
+    local: &'a dyn Fn(DateTime<Utc>) -> NaiveDate,
+    rounds: HashMap<String, Totals>,
+    total: Totals,
+    per_unit: BTreeMap<String, UnitCounts>,
+    red_list: Vec<RedRow>,
+    tree: TreeBuilder,
+}
+
+impl Tally<'_> {
+    fn add(&mut self, i: &Item) {
+        let day = self.day;
+        match self.rounds.get_mut(&i.round) {
+            Some(t) => count(t, i, day),
+            None => {
+                let mut t = Totals::default();
+                count(&mut t, i, day);
+                self.rounds.insert(i.round.clone(), t);
+            }
+        }
+        count(&mut self.total, i, day);
+
+        if tracked(i)
+            && let Some(u) = &i.lead_unit
+        {
+            let e = match self.per_unit.get_mut(u) {
+                Some(e) => e,
+                None => self.per_unit.entry(u.clone()).or_default(),
+            };
+            e.0 += 1;
+            e.3 += i.send_backs;
+            if i.state == ItemState::Closed {
+                e.1 += 1;
+                let on_time = match (i.deadline, i.closed_at) {
+                    (Some(Deadline::Date(d)), Some(at)) => (self.local)(at) <= d,
+                    _ => true,
+                };
+                if on_time {
+                    e.4 += 1;
+                }
+            }
+            if overdue_days(i, day).is_some() {
+                e.2 += 1;
+            }
+        }
+
+        if let Some(days) = overdue_days(i, day)
+            && let Some(deadline) = i.deadline.and_then(|d| d.date())
+        {
+            self.red_list.push(RedRow {
+                id: i.id,
+                round: i.round.clone(),
+                number: i.number.clone(),
+                title: i.title.clone(),
+                lead_unit: i.lead_unit.clone(),
+                leader: i.leader.clone(),
+                deadline,
+                days_overdue: days,
+            });
+        }
+
+        let light = (self.light)(i);
+        self.tree.push(i, light);
+    }
+}
+
+/// The burn-down's day-by-day changes, from the transitions of the items in item order.
+#[derive(Default)]
+struct BurnDown {
+    delta: BTreeMap<NaiveDate, i64>,
+    current: Option<ItemId>,
+    open: bool,
+}
+
+impl BurnDown {
+    fn add(
+        &mut self,
+        (item, kind, at): &(ItemId, String, DateTime<Utc>),
+        cutoff: DateTime<Utc>,
+        local: &dyn Fn(DateTime<Utc>) -> NaiveDate,
+    ) {
+        if *at > cutoff {
+            return;
+        }
+        if self.current != Some(*item) {
+            self.current = Some(*item);
+            self.open = false;
+        }
+        let now_open = matches!(kind.as_str(), "assigned" | "reopened");
+        if now_open != self.open {
+            *self.delta.entry(local(*at)).or_default() += if now_open { 1 } else { -1 };
+            self.open = now_open;
+        }
+    }
 }
 
 /// The end of `day` in the office's time zone, as a UTC moment.
@@ -227,18 +507,32 @@ pub async fn run(app: &App, args: ReportArgs) -> CliResult {
         return Ok(());
     }
     let units = unit_names(app).await?;
-    let written = match format {
-        ReportFormat::Md => Output::Text(markdown(&figures, &units, lang)),
-        ReportFormat::Html => Output::Text(html(&figures, &units, lang)),
-        ReportFormat::Xlsx => Output::Xlsx,
+    // Written as it is made, through a buffer: the text of a large round is tens of MB.
+    let text = |out: &mut dyn Write| match format {
+        ReportFormat::Html => html(&figures, &units, lang, out),
+        _ => markdown(&figures, &units, lang, out),
     };
-    match (written, &args.output) {
-        (Output::Text(s), None) => print!("{s}"),
-        (Output::Text(s), Some(p)) => std::fs::write(p, s).map_err(|e| write_error(lang, p, e))?,
-        (Output::Xlsx, Some(p)) => {
+    match (format, &args.output) {
+        (ReportFormat::Xlsx, Some(p)) => {
             xlsx(&figures, &units, lang, p).map_err(|e| write_error(lang, p, e))?
         }
-        (Output::Xlsx, None) => {}
+        (ReportFormat::Xlsx, None) => {}
+        (_, None) => {
+            let mut out = BufWriter::new(io::stdout().lock());
+            text(&mut out).and_then(|()| out.flush()).map_err(|e| {
+                CliError::system(match lang {
+                    Lang::Zh => format!("无法写入标准输出:{e}"),
+                    Lang::En => format!("cannot write to standard output: {e}"),
+                })
+            })?;
+        }
+        (_, Some(p)) => {
+            let file = std::fs::File::create(p).map_err(|e| write_error(lang, p, e))?;
+            let mut out = BufWriter::with_capacity(1 << 16, file);
+            text(&mut out)
+                .and_then(|()| out.flush())
+                .map_err(|e| write_error(lang, p, e))?;
+        }
     }
     if let Some(p) = &args.output {
         match lang {
@@ -247,11 +541,6 @@ pub async fn run(app: &App, args: ReportArgs) -> CliResult {
         }
     }
     Ok(())
-}
-
-enum Output {
-    Text(String),
-    Xlsx,
 }
 
 fn write_error(lang: Lang, p: &std::path::Path, e: impl std::fmt::Display) -> CliError {
@@ -290,14 +579,54 @@ pub async fn figures(
         Some(d) => end_of_day(app, d),
         None => app.now,
     };
-    let items: Vec<Item> = match as_of {
-        None => store
-            .list_items(&ItemFilter {
-                round: round.map(str::to_string),
-                ..ItemFilter::default()
-            })
-            .await
-            .lang(lang)?,
+    let cal = crate::commands::calendar_for(app);
+    let policy = light_policy(app);
+    let tz = app.tz;
+    let local = move |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
+    let light_of = |i: &Item| light(i, day, &cal, &policy, &local);
+    let mut tally = Tally {
+        day,
+        light: &light_of,
+        local: &local,
+        rounds: HashMap::new(),
+        total: Totals::default(),
+        per_unit: BTreeMap::new(),
+        red_list: Vec::new(),
+        tree: TreeBuilder::new(lang),
+    };
+    // Burn-down: open assigned items at the end of each day, from the record.
+    let mut burn = BurnDown::default();
+    match as_of {
+        None => {
+            // A page of items, then the transitions of the same items, so neither the round's
+            // items nor its events are ever read whole.
+            let mut after: ItemId = 0;
+            loop {
+                let page = store
+                    .report_items_page(round, after, PAGE)
+                    .await
+                    .lang(lang)?;
+                let Some(last) = page.last().map(|i| i.id) else {
+                    break;
+                };
+                let full = page.len() as u64 == PAGE;
+                for i in &page {
+                    tally.add(i);
+                }
+                drop(page);
+                for t in store
+                    .round_transitions_between(round, after, last)
+                    .await
+                    .lang(lang)?
+                {
+                    burn.add(&t, cutoff, &local);
+                }
+                if !full {
+                    break;
+                }
+                after = last;
+            }
+        }
         Some(_) => {
             // The whole record, only when the past is replayed.
             let events = store.round_events(round).await.lang(lang)?;
@@ -305,7 +634,6 @@ pub async fn figures(
             for e in &events {
                 by_item.entry(e.item_id).or_default().push(e);
             }
-            let mut out = Vec::new();
             for (id, evs) in &by_item {
                 let rec: Vec<Recorded> = evs
                     .iter()
@@ -322,47 +650,40 @@ pub async fn figures(
                         lang.pick("无法重放事项记录 ", "cannot replay the record of item ")
                     ))
                 })?;
-                out.extend(replayed);
+                if let Some(i) = replayed {
+                    tally.add(&i);
+                }
             }
-            out
+            drop(by_item);
+            drop(events);
+            for t in store
+                .round_transitions_between(round, 0, ItemId::MAX)
+                .await
+                .lang(lang)?
+            {
+                burn.add(&t, cutoff, &local);
+            }
         }
-    };
-    let cal = crate::commands::calendar_for(app);
-    let policy = light_policy(app);
-    let tz = app.tz;
-    let local = move |t: DateTime<Utc>| t.with_timezone(&tz).date_naive();
+    }
+    let Tally {
+        rounds: mut round_counts,
+        total,
+        per_unit,
+        mut red_list,
+        tree,
+        ..
+    } = tally;
 
     let round_totals: Vec<Totals> = rounds
         .iter()
         .map(|r| {
-            let of: Vec<&Item> = items.iter().filter(|i| i.round == r.code).collect();
-            totals(&r.code, &r.title, &of, day)
+            let t = round_counts.remove(&r.code).unwrap_or_default();
+            finish_totals(t, &r.code, &r.title)
         })
         .collect();
-    let all: Vec<&Item> = items.iter().collect();
-    let total = totals("", lang.pick("合计", "Total"), &all, day);
+    let total = finish_totals(total, "", lang.pick("合计", "Total"));
 
     // Units.
-    let mut per_unit: BTreeMap<String, (usize, usize, usize, i64, usize)> = BTreeMap::new();
-    for i in items.iter().filter(|i| tracked(i)) {
-        let Some(u) = &i.lead_unit else { continue };
-        let e = per_unit.entry(u.clone()).or_default();
-        e.0 += 1;
-        e.3 += i.send_backs;
-        if i.state == ItemState::Closed {
-            e.1 += 1;
-            let on_time = match (i.deadline, i.closed_at) {
-                (Some(Deadline::Date(d)), Some(at)) => local(at) <= d,
-                _ => true,
-            };
-            if on_time {
-                e.4 += 1;
-            }
-        }
-        if overdue_days(i, day).is_some() {
-            e.2 += 1;
-        }
-    }
     let mut units: Vec<UnitRow> = per_unit
         .into_iter()
         .map(
@@ -391,67 +712,10 @@ pub async fn figures(
         u.rank = k + 1;
     }
 
-    let mut red_list: Vec<RedRow> = items
-        .iter()
-        .filter_map(|i| {
-            let days = overdue_days(i, day)?;
-            Some(RedRow {
-                id: i.id,
-                round: i.round.clone(),
-                number: i.number.clone(),
-                title: i.title.clone(),
-                lead_unit: i.lead_unit.clone(),
-                leader: i.leader.clone(),
-                deadline: i.deadline.and_then(|d| d.date())?,
-                days_overdue: days,
-            })
-        })
-        .collect();
     red_list.sort_by(|a, b| b.days_overdue.cmp(&a.days_overdue).then(a.id.cmp(&b.id)));
+    let tree = tree.finish();
 
-    // The tree, by category. The items are moved into its rows (the largest part of the report's
-    // memory is the items' text; it is not copied).
-    let order: Vec<(usize, i64, Option<Light>)> = tree_order(&items)
-        .into_iter()
-        .map(|(depth, i)| (depth, i.id, light(i, day, &cal, &policy, &local)))
-        .collect();
-    let mut by_id: HashMap<i64, Item> = items.into_iter().map(|i| (i.id, i)).collect();
-    let tree: Vec<TreeRow> = order
-        .into_iter()
-        .filter_map(|(depth, id, light)| {
-            let i = by_id.remove(&id)?;
-            Some(TreeRow {
-                depth,
-                id,
-                round: i.round,
-                number: i.number,
-                title: i.title,
-                state: i.state,
-                light,
-                lead_unit: i.lead_unit,
-                deadline: i.deadline.map(|d| d.label(lang)),
-                last_progress: i.last_progress,
-            })
-        })
-        .collect();
-    drop(by_id);
-
-    // Burn-down: open assigned items at the end of each day, from the record.
-    let mut delta: BTreeMap<NaiveDate, i64> = BTreeMap::new();
-    let transitions = store.round_transitions(round).await.lang(lang)?;
-    let mut current: Option<i64> = None;
-    let mut open = false;
-    for (item, kind, at) in transitions.iter().filter(|(_, _, at)| *at <= cutoff) {
-        if current != Some(*item) {
-            current = Some(*item);
-            open = false;
-        }
-        let now_open = matches!(kind.as_str(), "assigned" | "reopened");
-        if now_open != open {
-            *delta.entry(local(*at)).or_default() += if now_open { 1 } else { -1 };
-            open = now_open;
-        }
-    }
+    let delta = burn.delta;
     let mut burndown = Vec::new();
     if let Some(first) = delta.keys().next().copied() {
         let start = first.max(day - Duration::days(365));
@@ -483,102 +747,113 @@ fn pct(r: Option<f64>) -> String {
     r.map(|v| format!("{v:.1}%")).unwrap_or_else(|| "-".into())
 }
 
-fn name_of(units: &HashMap<String, String>, code: &Option<String>) -> String {
-    code.as_ref()
-        .map(|c| units.get(c).cloned().unwrap_or_else(|| c.clone()))
-        .unwrap_or_else(|| "-".into())
+fn name_of<'a>(units: &'a HashMap<String, String>, code: Option<&'a str>) -> Cow<'a, str> {
+    Cow::Borrowed(
+        code.map(|c| units.get(c).map(String::as_str).unwrap_or(c))
+            .unwrap_or("-"),
+    )
 }
 
-/// The sections as plain tables: (title, headers, rows). Shared by every output format.
-fn sections(
-    f: &Figures,
-    units: &HashMap<String, String>,
+/// The cells of one table row.
+type Cells<'a> = Vec<Cow<'a, str>>;
+
+/// One section as a plain table. The rows are made one at a time as they are written: the
+/// item list of a large round would otherwise be held a second time as cells.
+struct Section<'a> {
+    title: String,
+    headers: Vec<String>,
+    len: usize,
+    rows: Box<dyn Iterator<Item = Cells<'a>> + 'a>,
+}
+
+/// The sections as plain tables. Shared by every output format.
+fn sections<'a>(
+    f: &'a Figures,
+    units: &'a HashMap<String, String>,
     lang: Lang,
-) -> Vec<(String, Vec<String>, Vec<Vec<String>>)> {
+) -> Vec<Section<'a>> {
     let h = |v: &[(&str, &str)]| {
         v.iter()
             .map(|(z, e)| lang.pick(z, e).to_string())
             .collect::<Vec<_>>()
     };
-    let totals_rows: Vec<Vec<String>> = f
+    let totals_rows: Vec<Cells<'a>> = f
         .rounds
         .iter()
         .chain(std::iter::once(&f.total))
         .map(|t| {
             vec![
                 if t.round.is_empty() {
-                    t.title.clone()
+                    Cow::Borrowed(t.title.as_str())
                 } else {
-                    format!("{} {}", t.round, t.title)
+                    Cow::Owned(format!("{} {}", t.round, t.title))
                 },
-                t.items.to_string(),
-                t.closed.to_string(),
-                t.long_term.to_string(),
-                t.in_progress.to_string(),
-                t.overdue.to_string(),
-                pct(t.completion_rate),
-                t.drafts.to_string(),
+                t.items.to_string().into(),
+                t.closed.to_string().into(),
+                t.long_term.to_string().into(),
+                t.in_progress.to_string().into(),
+                t.overdue.to_string().into(),
+                pct(t.completion_rate).into(),
+                t.drafts.to_string().into(),
             ]
         })
         .collect();
-    let unit_rows = f
-        .units
-        .iter()
-        .map(|u| {
-            vec![
-                u.rank.to_string(),
-                units
-                    .get(&u.code)
-                    .cloned()
-                    .unwrap_or_else(|| u.code.clone()),
-                u.assigned.to_string(),
-                u.closed.to_string(),
-                u.overdue.to_string(),
-                u.send_backs.to_string(),
-                pct(u.completion_rate),
-                pct(u.on_time_rate),
-            ]
-        })
-        .collect();
-    let tree_rows = f
-        .tree
-        .iter()
-        .map(|t| {
-            vec![
-                format!("{}{}", "  ".repeat(t.depth), t.number),
-                t.title.clone(),
-                t.state.label(lang).to_string(),
-                t.light
-                    .map(|l| l.label(lang).to_string())
-                    .unwrap_or_else(|| "-".into()),
-                name_of(units, &t.lead_unit),
-                t.deadline.clone().unwrap_or_else(|| "-".into()),
-                t.last_progress.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let red_rows = f
-        .red_list
-        .iter()
-        .map(|r| {
-            vec![
-                r.number.clone(),
-                r.title.clone(),
-                name_of(units, &r.lead_unit),
-                r.leader.clone().unwrap_or_else(|| "-".into()),
-                r.deadline.format("%Y-%m-%d").to_string(),
-                r.days_overdue.to_string(),
-            ]
-        })
-        .collect();
-    let burn_rows = f
-        .burndown
-        .iter()
-        .map(|(d, n)| vec![d.format("%Y-%m-%d").to_string(), n.to_string()])
-        .collect();
+    let unit_rows = f.units.iter().map(move |u| -> Cells<'a> {
+        vec![
+            u.rank.to_string().into(),
+            name_of(units, Some(&u.code)),
+            u.assigned.to_string().into(),
+            u.closed.to_string().into(),
+            u.overdue.to_string().into(),
+            u.send_backs.to_string().into(),
+            pct(u.completion_rate).into(),
+            pct(u.on_time_rate).into(),
+        ]
+    });
+    let tree_rows = f.tree.iter().map(move |t| -> Cells<'a> {
+        vec![
+            if t.depth == 0 {
+                Cow::Borrowed(t.number)
+            } else {
+                Cow::Owned(format!("{}{}", "  ".repeat(t.depth), t.number))
+            },
+            t.title.into(),
+            t.state.label(lang).into(),
+            t.light.map(|l| l.label(lang)).unwrap_or("-").into(),
+            name_of(units, t.lead_unit),
+            t.deadline().map(Cow::Owned).unwrap_or(Cow::Borrowed("-")),
+            t.last_progress.unwrap_or_default().into(),
+        ]
+    });
+    let red_rows = f.red_list.iter().map(move |r| -> Cells<'a> {
+        vec![
+            r.number.as_str().into(),
+            r.title.as_str().into(),
+            name_of(units, r.lead_unit.as_deref()),
+            r.leader.as_deref().unwrap_or("-").into(),
+            r.deadline.format("%Y-%m-%d").to_string().into(),
+            r.days_overdue.to_string().into(),
+        ]
+    });
+    let burn_rows = f.burndown.iter().map(|(d, n)| -> Cells<'a> {
+        vec![
+            d.format("%Y-%m-%d").to_string().into(),
+            n.to_string().into(),
+        ]
+    });
+    let section = |title: &str,
+                   headers: Vec<String>,
+                   len: usize,
+                   rows: Box<dyn Iterator<Item = Cells<'a>> + 'a>| Section {
+        title: title.to_string(),
+        headers,
+        len,
+        rows,
+    };
+    let totals_len = totals_rows.len();
     vec![
-        (
-            lang.pick("总体情况", "Totals").to_string(),
+        section(
+            lang.pick("总体情况", "Totals"),
             h(&[
                 ("轮次", "Round"),
                 ("事项", "Items"),
@@ -589,10 +864,11 @@ fn sections(
                 ("完成率", "Completion"),
                 ("待交办", "Drafts"),
             ]),
-            totals_rows,
+            totals_len,
+            Box::new(totals_rows.into_iter()),
         ),
-        (
-            lang.pick("单位排名", "Units ranked").to_string(),
+        section(
+            lang.pick("单位排名", "Units ranked"),
             h(&[
                 ("名次", "Rank"),
                 ("单位", "Unit"),
@@ -603,10 +879,11 @@ fn sections(
                 ("完成率", "Completion"),
                 ("按时率", "On time"),
             ]),
-            unit_rows,
+            f.units.len(),
+            Box::new(unit_rows),
         ),
-        (
-            lang.pick("事项清单", "Items").to_string(),
+        section(
+            lang.pick("事项清单", "Items"),
             h(&[
                 ("编号", "No."),
                 ("事项", "Item"),
@@ -616,10 +893,11 @@ fn sections(
                 ("完成时限", "Deadline"),
                 ("最新进展", "Latest progress"),
             ]),
-            tree_rows,
+            f.tree.rows.len(),
+            Box::new(tree_rows),
         ),
-        (
-            lang.pick("逾期红榜", "Overdue (red list)").to_string(),
+        section(
+            lang.pick("逾期红榜", "Overdue (red list)"),
             h(&[
                 ("编号", "No."),
                 ("事项", "Item"),
@@ -628,13 +906,14 @@ fn sections(
                 ("完成时限", "Deadline"),
                 ("逾期天数", "Days overdue"),
             ]),
-            red_rows,
+            f.red_list.len(),
+            Box::new(red_rows),
         ),
-        (
-            lang.pick("未办结事项趋势", "Open items over time")
-                .to_string(),
+        section(
+            lang.pick("未办结事项趋势", "Open items over time"),
             h(&[("日期", "Date"), ("未办结", "Open")]),
-            burn_rows,
+            f.burndown.len(),
+            Box::new(burn_rows),
         ),
     ]
 }
@@ -662,26 +941,51 @@ fn heading(f: &Figures, lang: Lang) -> String {
     }
 }
 
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+/// Writes `s` as a Markdown table cell: `|` escaped, line breaks as spaces.
+fn write_md_cell(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    let b = s.as_bytes();
+    let mut start = 0;
+    for (k, c) in b.iter().enumerate() {
+        // Both are ASCII, so a match is never inside a multi-byte character.
+        let with: &[u8] = match c {
+            b'|' => b"\\|",
+            b'\n' => b" ",
+            _ => continue,
+        };
+        out.write_all(&b[start..k])?;
+        out.write_all(with)?;
+        start = k + 1;
+    }
+    out.write_all(&b[start..])
 }
 
-pub fn markdown(f: &Figures, units: &HashMap<String, String>, lang: Lang) -> String {
-    let mut out = format!("# {}\n", heading(f, lang));
-    for (title, headers, rows) in sections(f, units, lang) {
-        out.push_str(&format!("\n## {title}\n\n"));
-        if rows.is_empty() {
-            out.push_str(lang.pick("(无)\n", "(none)\n"));
+pub fn markdown(
+    f: &Figures,
+    units: &HashMap<String, String>,
+    lang: Lang,
+    out: &mut dyn Write,
+) -> io::Result<()> {
+    writeln!(out, "# {}", heading(f, lang))?;
+    for sec in sections(f, units, lang) {
+        write!(out, "\n## {}\n\n", sec.title)?;
+        if sec.len == 0 {
+            out.write_all(lang.pick("(无)\n", "(none)\n").as_bytes())?;
             continue;
         }
-        out.push_str(&format!("| {} |\n", headers.join(" | ")));
-        out.push_str(&format!("|{}\n", " --- |".repeat(headers.len())));
-        for r in rows {
-            let cells: Vec<String> = r.iter().map(|c| md_cell(c)).collect();
-            out.push_str(&format!("| {} |\n", cells.join(" | ")));
+        writeln!(out, "| {} |", sec.headers.join(" | "))?;
+        writeln!(out, "|{}", " --- |".repeat(sec.headers.len()))?;
+        for r in sec.rows {
+            out.write_all(b"| ")?;
+            for (k, c) in r.iter().enumerate() {
+                if k > 0 {
+                    out.write_all(b" | ")?;
+                }
+                write_md_cell(out, c)?;
+            }
+            out.write_all(b" |\n")?;
         }
     }
-    out
+    Ok(())
 }
 
 fn esc(s: &str) -> String {
@@ -689,6 +993,33 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// Writes `s` as an HTML table cell: what [`esc`] escapes, and every pair of spaces as two
+/// non-breaking spaces, so the tree's indentation stays visible (the same text as
+/// `esc(s).replace("  ", "&#160;&#160;")`, without the two copies).
+fn write_html_cell(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    let b = s.as_bytes();
+    let (mut start, mut k) = (0, 0);
+    while k < b.len() {
+        // All ASCII, so a match is never inside a multi-byte character.
+        let (with, len): (&[u8], usize) = match b[k] {
+            b'&' => (b"&amp;", 1),
+            b'<' => (b"&lt;", 1),
+            b'>' => (b"&gt;", 1),
+            b'"' => (b"&quot;", 1),
+            b' ' if b.get(k + 1) == Some(&b' ') => (b"&#160;&#160;", 2),
+            _ => {
+                k += 1;
+                continue;
+            }
+        };
+        out.write_all(&b[start..k])?;
+        out.write_all(with)?;
+        k += len;
+        start = k;
+    }
+    out.write_all(&b[start..])
 }
 
 /// A horizontal bar per group of items (closed, in progress, long-term, overdue).
@@ -758,54 +1089,60 @@ fn burndown_svg(points: &[(NaiveDate, usize)]) -> String {
     s
 }
 
-pub fn html(f: &Figures, units: &HashMap<String, String>, lang: Lang) -> String {
+pub fn html(
+    f: &Figures,
+    units: &HashMap<String, String>,
+    lang: Lang,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let title = esc(&heading(f, lang));
-    let mut out = format!(
-        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\" />\n<title>{title}</title>\n<style>\nbody{{font-family:\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;margin:2em;color:#222}}\ntable{{border-collapse:collapse;margin:0.5em 0 1.5em;width:100%}}\nth,td{{border:1px solid #bbb;padding:4px 6px;font-size:13px;text-align:left;vertical-align:top}}\nth{{background:#eee}}\n.red{{color:#c62828;font-weight:bold}}\n@media print{{body{{margin:0}} h2{{page-break-before:auto}} tr{{page-break-inside:avoid}}}}\n</style>\n</head>\n<body>\n<h1>{title}</h1>\n",
+    writeln!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\" />\n<title>{title}</title>\n<style>\nbody{{font-family:\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;margin:2em;color:#222}}\ntable{{border-collapse:collapse;margin:0.5em 0 1.5em;width:100%}}\nth,td{{border:1px solid #bbb;padding:4px 6px;font-size:13px;text-align:left;vertical-align:top}}\nth{{background:#eee}}\n.red{{color:#c62828;font-weight:bold}}\n@media print{{body{{margin:0}} h2{{page-break-before:auto}} tr{{page-break-inside:avoid}}}}\n</style>\n</head>\n<body>\n<h1>{title}</h1>",
         if lang == Lang::Zh { "zh-CN" } else { "en" }
-    );
-    out.push_str(&format!(
-        "<h2>{}</h2>\n<div>{}</div>\n",
+    )?;
+    writeln!(
+        out,
+        "<h2>{}</h2>\n<div>{}</div>",
         esc(lang.pick("事项状态", "Items by status")),
         status_svg(&f.total, lang)
-    ));
-    for (k, (sec, headers, rows)) in sections(f, units, lang).into_iter().enumerate() {
+    )?;
+    for (k, sec) in sections(f, units, lang).into_iter().enumerate() {
         if k == 4 {
-            out.push_str(&format!(
-                "<h2>{}</h2>\n<div>{}</div>\n",
-                esc(&sec),
+            writeln!(
+                out,
+                "<h2>{}</h2>\n<div>{}</div>",
+                esc(&sec.title),
                 burndown_svg(&f.burndown)
-            ));
+            )?;
             continue;
         }
-        out.push_str(&format!("<h2>{}</h2>\n", esc(&sec)));
-        if rows.is_empty() {
-            out.push_str(&format!("<p>{}</p>\n", lang.pick("(无)", "(none)")));
+        writeln!(out, "<h2>{}</h2>", esc(&sec.title))?;
+        if sec.len == 0 {
+            writeln!(out, "<p>{}</p>", lang.pick("(无)", "(none)"))?;
             continue;
         }
-        out.push_str("<table>\n<thead><tr>");
-        for h in &headers {
-            out.push_str(&format!("<th>{}</th>", esc(h)));
+        out.write_all(b"<table>\n<thead><tr>")?;
+        for h in &sec.headers {
+            write!(out, "<th>{}</th>", esc(h))?;
         }
-        out.push_str("</tr></thead>\n<tbody>\n");
-        for r in rows {
-            out.push_str("<tr>");
+        out.write_all(b"</tr></thead>\n<tbody>\n")?;
+        for r in sec.rows {
+            out.write_all(b"<tr>")?;
             for (i, c) in r.iter().enumerate() {
-                let cls = if k == 3 && i == 5 {
-                    " class=\"red\""
+                out.write_all(if k == 3 && i == 5 {
+                    b"<td class=\"red\">"
                 } else {
-                    ""
-                };
-                // Keep the tree's indentation visible.
-                let text = esc(c).replace("  ", "&#160;&#160;");
-                out.push_str(&format!("<td{cls}>{text}</td>"));
+                    b"<td>"
+                })?;
+                write_html_cell(out, c)?;
+                out.write_all(b"</td>")?;
             }
-            out.push_str("</tr>\n");
+            out.write_all(b"</tr>\n")?;
         }
-        out.push_str("</tbody>\n</table>\n");
+        out.write_all(b"</tbody>\n</table>\n")?;
     }
-    out.push_str("</body>\n</html>\n");
-    out
+    out.write_all(b"</body>\n</html>\n")
 }
 
 fn xlsx(
@@ -817,20 +1154,20 @@ fn xlsx(
     use rust_xlsxwriter::{Format, Workbook};
     let mut wb = Workbook::new();
     let bold = Format::new().set_bold();
-    for (title, headers, rows) in sections(f, units, lang) {
+    for sec in sections(f, units, lang) {
         let ws = wb.add_worksheet();
-        ws.set_name(&title)?;
-        for (c, h) in headers.iter().enumerate() {
+        ws.set_name(&sec.title)?;
+        for (c, h) in sec.headers.iter().enumerate() {
             ws.write_string_with_format(0, c as u16, h, &bold)?;
             ws.set_column_width(c as u16, if c == 1 { 40 } else { 14 })?;
         }
-        for (r, row) in rows.iter().enumerate() {
+        for (r, row) in sec.rows.enumerate() {
             for (c, v) in row.iter().enumerate() {
                 // Counts as numbers, so the office can sum them; the first column stays text.
                 let numeric = c > 0 && !v.is_empty() && v.chars().all(|ch| ch.is_ascii_digit());
                 match v.parse::<f64>() {
                     Ok(n) if numeric => ws.write_number(r as u32 + 1, c as u16, n)?,
-                    _ => ws.write_string(r as u32 + 1, c as u16, v)?,
+                    _ => ws.write_string(r as u32 + 1, c as u16, v.as_ref())?,
                 };
             }
         }

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rectify_engine::{Actor, Command, Ctx, ItemId, ItemState, NewItem, chain, text};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, QueryFilter, QueryOrder, Set, Statement,
+    NotSet, QueryFilter, Set, Statement,
 };
 
 use crate::entity::{event, item, reminder, round, unit};
@@ -80,17 +80,6 @@ pub struct Bulk<'a> {
     txn: DatabaseTransaction,
 }
 
-/// One stored event, as the report replays it.
-#[derive(Clone, Debug)]
-pub struct EventRow {
-    pub item_id: ItemId,
-    pub seq: i64,
-    pub kind: String,
-    pub actor: String,
-    pub at: DateTime<Utc>,
-    pub payload: serde_json::Value,
-}
-
 impl Store {
     /// Opens one transaction for a bulk change.
     pub async fn bulk(&self) -> Result<Bulk<'_>> {
@@ -114,71 +103,6 @@ impl Store {
             .into_iter()
             .map(|m| m.number)
             .collect())
-    }
-
-    /// Every event of the items of `round` (all rounds when `None`), by item and sequence.
-    pub async fn round_events(&self, round_code: Option<&str>) -> Result<Vec<EventRow>> {
-        let rows = Self::events_of_round(round_code)
-            .order_by_asc(event::Column::ItemId)
-            .order_by_asc(event::Column::Seq)
-            .all(self.db())
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|e| EventRow {
-                item_id: e.item_id,
-                seq: e.seq,
-                payload: serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null),
-                kind: e.kind,
-                actor: e.actor,
-                at: e.at,
-            })
-            .collect())
-    }
-
-    /// The events of `round` (all rounds when `None`) that open or end an item's assignment
-    /// (assigned, reopened, closed, finished, cancelled): (item, kind, time), by item and
-    /// sequence. What a burn-down needs, without the payloads.
-    pub async fn round_transitions(
-        &self,
-        round_code: Option<&str>,
-    ) -> Result<Vec<(ItemId, String, DateTime<Utc>)>> {
-        use sea_orm::QuerySelect;
-        Ok(Self::events_of_round(round_code)
-            .filter(event::Column::Kind.is_in([
-                "assigned",
-                "reopened",
-                "closed",
-                "finished",
-                "cancelled",
-            ]))
-            .select_only()
-            .column(event::Column::ItemId)
-            .column(event::Column::Kind)
-            .column(event::Column::At)
-            .order_by_asc(event::Column::ItemId)
-            .order_by_asc(event::Column::Seq)
-            .into_tuple()
-            .all(self.db())
-            .await?)
-    }
-
-    /// The events of a round's items: a subquery, not a list of ids (a round of 100,000 items
-    /// is over SQLite's limit on bound values).
-    fn events_of_round(round_code: Option<&str>) -> sea_orm::Select<event::Entity> {
-        let q = event::Entity::find();
-        match round_code {
-            Some(r) => q.filter(
-                event::Column::ItemId.in_subquery(
-                    sea_orm::sea_query::Query::select()
-                        .column(item::Column::Id)
-                        .from(item::Entity)
-                        .and_where(item::Column::RoundCode.eq(r))
-                        .to_owned(),
-                ),
-            ),
-            None => q,
-        }
     }
 }
 

@@ -10,14 +10,16 @@ pub mod error;
 pub mod evidence_files;
 pub mod migration;
 pub mod reminders;
+pub mod report_read;
 pub mod store;
 pub mod testing;
 
 pub use sea_orm;
 
-pub use bulk::{BatchError, BatchItem, Bulk, EventRow};
+pub use bulk::{BatchError, BatchItem, Bulk};
 pub use error::{ErrorClass, StoreError};
 pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner};
+pub use report_read::EventRow;
 pub use store::{
     AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,
 };
