@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use rectify_engine::{Actor, Command, Ctx, ItemId, ItemState, NewItem, chain, text};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    NotSet, QueryFilter, Set, Statement,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, IdenStatic, Iterable, NotSet, QueryFilter, Set, Statement, Value,
 };
 
 use crate::entity::{event, item, reminder, round, unit};
@@ -70,9 +70,9 @@ impl From<sea_orm::DbErr> for BatchError {
 /// The SQLite page cache of an import's connection, in KiB.
 const BULK_CACHE_KIB: u32 = 128 * 1024;
 
-/// Rows per multi-row INSERT: well under SQLite's and PostgreSQL's limits on bound values
-/// (items have 30 columns: 300 rows bind 9,000 values).
-const ROWS_PER_INSERT: usize = 300;
+/// Items the preparing thread runs through the engine before it hands their statements over:
+/// small enough that the writer starts early, large enough that the hand-overs cost nothing.
+const ITEMS_PER_HANDOVER: usize = 300;
 
 /// An open import transaction. Dropping it without [`Bulk::commit`] writes nothing.
 pub struct Bulk<'a> {
@@ -289,6 +289,7 @@ impl Bulk<'_> {
         // hashing and planning the next chunk overlaps with the database writing this one.
         let n = items.len();
         let prep = Prepare {
+            backend: self.store.backend(),
             items,
             ids: ids.clone(),
             planner: self.store.planner().clone(),
@@ -306,17 +307,21 @@ impl Bulk<'_> {
                     format!("cannot start the import thread: {e}"),
                 ))
             })?;
-        let mut any_reminders = false;
         let mut done = 0;
-        let states = loop {
+        let (states, any_reminders) = loop {
             match rx.recv().await {
-                Some(Prepared::Rows(mut rows, count)) => {
-                    any_reminders |= rows.flush(&self.txn).await?;
+                Some(Prepared::Rows(statements, count)) => {
+                    for st in statements {
+                        self.txn.execute_raw(st).await?;
+                    }
                     done += count;
                     progress(done);
                 }
                 Some(Prepared::Refused(e)) => return Err(e),
-                Some(Prepared::Done(states)) => break states,
+                Some(Prepared::Done {
+                    states,
+                    any_reminders,
+                }) => break (states, any_reminders),
                 None => {
                     return Err(BatchError::from(StoreError::invalid(
                         "导入线程意外退出,未写入任何内容",
@@ -370,16 +375,48 @@ impl Bulk<'_> {
 
 /// What the preparing thread hands over.
 enum Prepared {
-    /// The rows of this many items.
-    Rows(Rows, usize),
+    /// The statements that write the rows of this many more items (rows of the last items may
+    /// wait for the next statements).
+    Rows(Vec<Statement>, usize),
     /// An item the engine refused: the batch stops.
     Refused(BatchError),
-    /// Every item prepared: their final states, in the batch's order.
-    Done(Vec<ItemState>),
+    /// Every item prepared and every statement handed over: their final states, in the batch's
+    /// order, and whether any reminder row was written.
+    Done {
+        states: Vec<ItemState>,
+        any_reminders: bool,
+    },
+}
+
+/// The order a batch is run in: every item after all of its children (a parent is closed only
+/// after them), and otherwise as given: the children of a parent in their order, then the parent.
+///
+/// A batch is given parents first, with ids in that order; this order writes the rows nearly in
+/// ascending id order (each parent a few rows late). Walking the batch backwards (as before)
+/// inserted every item, and the event and reminder keys that start with the item id, in
+/// descending order, which leaves SQLite's B-tree pages half full: the items table and those
+/// indexes were twice their size, and SQLite spent its time splitting pages and writing them.
+fn post_order(items: &[BatchItem], children: &[Vec<usize>]) -> Vec<usize> {
+    let mut order = Vec::with_capacity(items.len());
+    // (item, how many of its children have been visited)
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    for root in (0..items.len()).filter(|&i| items[i].parent.is_none()) {
+        stack.push((root, 0));
+        while let Some((node, next)) = stack.pop() {
+            if let Some(&child) = children[node].get(next) {
+                stack.push((node, next + 1));
+                stack.push((child, 0));
+            } else {
+                order.push(node);
+            }
+        }
+    }
+    order
 }
 
 /// A batch as the engine runs it, away from the async writer.
 struct Prepare {
+    backend: DbBackend,
     items: Vec<BatchItem>,
     ids: Vec<ItemId>,
     planner: crate::Planner,
@@ -398,11 +435,11 @@ impl Prepare {
             }
         }
         let mut states = vec![ItemState::Draft; n];
-        let mut rows = Rows::default();
+        let mut rows = Rows::new(self.backend);
         let mut in_rows = 0;
-        // Children come after their parent in the batch: walking it backwards runs every child's
-        // life before its parent's.
-        for i in (0..n).rev() {
+        let order = post_order(&self.items, &children);
+        for (k, &i) in order.iter().enumerate() {
+            let last = k + 1 == order.len();
             match self.item(i, &children, &states, &mut rows) {
                 Ok(state) => states[i] = state,
                 Err(error) => {
@@ -414,15 +451,21 @@ impl Prepare {
                 }
             }
             in_rows += 1;
-            if in_rows == ROWS_PER_INSERT || i == 0 {
-                let full = std::mem::take(&mut rows);
-                if tx.blocking_send(Prepared::Rows(full, in_rows)).is_err() {
+            if in_rows == ITEMS_PER_HANDOVER || last {
+                let statements = rows.statements(last);
+                if tx
+                    .blocking_send(Prepared::Rows(statements, in_rows))
+                    .is_err()
+                {
                     return; // the writer gave up
                 }
                 in_rows = 0;
             }
         }
-        let _ = tx.blocking_send(Prepared::Done(states));
+        let _ = tx.blocking_send(Prepared::Done {
+            states,
+            any_reminders: rows.any_reminders,
+        });
     }
 
     /// Runs item `i` through the engine into `rows`; its final state.
@@ -445,7 +488,7 @@ impl Prepare {
         let created = rectify_engine::create(&new, id, &self.actor, &ctx)?;
         let first = event_link(id, 0, chain::GENESIS, &created);
         let (mut seq, mut head) = (first.seq, first.hash);
-        rows.events.push(sized_event(first.row));
+        rows.events.push(first.row)?;
         let mut item = created.item;
         let steps = b
             .assign
@@ -471,73 +514,193 @@ impl Prepare {
             let link = event_link(id, seq, &head, &o);
             seq = link.seq;
             head = link.hash;
-            rows.events.push(sized_event(link.row));
+            rows.events.push(link.row)?;
             item = o.item;
         }
         let (planned, key) = self.planner.plan_for(&item, self.today);
-        rows.reminders
-            .extend(planned.iter().map(|r| (reminder_row(id, r, self.now), 160)));
+        for r in &planned {
+            rows.reminders.push(reminder_row(id, r, self.now))?;
+        }
+        rows.any_reminders |= !planned.is_empty();
         let mut row = item_columns(&item, seq, &head);
         row.id = Set(id);
         row.plan_key = Set(Some(key));
-        let size = 600 + item.title.len() + item.last_progress.as_ref().map_or(0, String::len);
-        rows.items.push((row, size));
+        rows.items.push(row)?;
         Ok(item.state)
     }
 }
 
-/// An event row with the bytes it takes in a statement, roughly.
-fn sized_event(row: event::ActiveModel) -> (event::ActiveModel, usize) {
-    let size = 300 + row.payload.as_ref().len() + row.actor.as_ref().len();
-    (row, size)
+/// A table an import writes: its name and the columns each of its rows gives, in order.
+struct Table {
+    name: &'static str,
+    columns: Vec<&'static str>,
+    /// Rows per INSERT: a fixed number, so every full statement has the same SQL text, which
+    /// sqlx prepares once per connection and then only binds (a statement of another length is
+    /// parsed and planned again; SQLite takes noticeably long for one with thousands of values).
+    rows_per_insert: usize,
+    /// The SQL of a full statement, built once.
+    full_sql: String,
 }
 
-/// Rows prepared by a batch and not written yet, each with its rough size in bytes.
-#[derive(Default)]
+/// Bound values per INSERT, roughly: well under SQLite's (32,766) and PostgreSQL's (65,535)
+/// limits, and large enough that the per-statement costs (a hand-off to SQLite's worker thread,
+/// a round trip to PostgreSQL) are spread over hundreds of rows.
+const VALUES_PER_INSERT: usize = 9_000;
+
+impl Table {
+    /// The table of entity `E`, with its primary key column only when `with_id`.
+    fn of<E: EntityTrait>(backend: DbBackend, with_id: bool) -> Table {
+        let columns: Vec<&'static str> = E::Column::iter()
+            .map(|c| c.as_str())
+            .filter(|c| with_id || *c != "id")
+            .collect();
+        let rows_per_insert = (VALUES_PER_INSERT / columns.len().max(1)).max(1);
+        let mut table = Table {
+            name: E::default().table_name(),
+            columns,
+            rows_per_insert,
+            full_sql: String::new(),
+        };
+        table.full_sql = table.insert_sql(backend, rows_per_insert);
+        table
+    }
+
+    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows, with the backend's placeholders.
+    fn insert_sql(&self, backend: DbBackend, rows: usize) -> String {
+        use std::fmt::Write;
+        let cols = self.columns.len();
+        let mut sql = String::with_capacity(64 + cols * 24 + rows * cols * 8);
+        let _ = write!(sql, "INSERT INTO \"{}\" (", self.name);
+        for (k, c) in self.columns.iter().enumerate() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "\"{c}\"");
+        }
+        sql.push_str(") VALUES ");
+        let mut n = 0;
+        for r in 0..rows {
+            sql.push_str(if r == 0 { "(" } else { ", (" });
+            for k in 0..cols {
+                if k > 0 {
+                    sql.push_str(", ");
+                }
+                n += 1;
+                match backend {
+                    DbBackend::Postgres => {
+                        let _ = write!(sql, "${n}");
+                    }
+                    _ => sql.push('?'),
+                }
+            }
+            sql.push(')');
+        }
+        sql
+    }
+}
+
+/// The rows of one table not written yet, as the values of their columns one row after another.
+struct Pending {
+    table: Table,
+    values: Vec<Value>,
+}
+
+impl Pending {
+    fn new(table: Table) -> Pending {
+        let capacity = table.rows_per_insert * table.columns.len();
+        Pending {
+            table,
+            values: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Appends one row: the values `row` has for the table's columns, taken out of it.
+    fn push<A: ActiveModelTrait>(&mut self, mut row: A) -> Result<()> {
+        let before = self.values.len();
+        for c in <A::Entity as EntityTrait>::Column::iter() {
+            match row.take(c) {
+                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => self.values.push(v),
+                // The key the database assigns (events, reminders).
+                ActiveValue::NotSet if c.as_str() == "id" => {}
+                ActiveValue::NotSet => {
+                    return Err(StoreError::invalid(
+                        "导入的行缺少一列,未写入任何内容",
+                        format!(
+                            "an imported {} row has no value for `{}`; nothing was written",
+                            self.table.name,
+                            c.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.values.len() - before != self.table.columns.len() {
+            return Err(StoreError::invalid(
+                "导入的行与表的列数不符,未写入任何内容",
+                format!(
+                    "an imported {} row does not have the table's {} columns; nothing was written",
+                    self.table.name,
+                    self.table.columns.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves every full statement's worth of rows into `out`; with `all`, the rest too (in one
+    /// statement of its own length).
+    fn statements(&mut self, backend: DbBackend, all: bool, out: &mut Vec<Statement>) {
+        let cols = self.table.columns.len();
+        let full = self.table.rows_per_insert * cols;
+        while self.values.len() >= full {
+            let rest = self.values.split_off(full);
+            let values = std::mem::replace(&mut self.values, rest);
+            out.push(Statement::from_sql_and_values(
+                backend,
+                self.table.full_sql.clone(),
+                values,
+            ));
+        }
+        if all && !self.values.is_empty() {
+            let rows = self.values.len() / cols;
+            out.push(Statement::from_sql_and_values(
+                backend,
+                self.table.insert_sql(backend, rows),
+                std::mem::take(&mut self.values),
+            ));
+        }
+    }
+}
+
+/// Rows prepared by a batch and not written yet: items, events and reminders. Each table is
+/// written in full statements as its rows come (the tables have no foreign keys, and nothing
+/// reads them before the transaction ends).
 struct Rows {
-    items: Vec<(item::ActiveModel, usize)>,
-    events: Vec<(event::ActiveModel, usize)>,
-    reminders: Vec<(reminder::ActiveModel, usize)>,
+    backend: DbBackend,
+    items: Pending,
+    events: Pending,
+    reminders: Pending,
+    /// Whether any reminder row was made (PostgreSQL then wakes the dispatchers).
+    any_reminders: bool,
 }
-
-/// The most bytes of values one multi-row INSERT carries. A statement that fits in one TCP
-/// segment of the loopback interface (64 KiB) is sent at once; a longer one ends in a partial
-/// segment that Nagle's algorithm holds back until the server's delayed ACK (~40 ms), because
-/// sqlx does not set TCP_NODELAY. Measured: 10,000 rows into PostgreSQL took 8.8 s with
-/// 300-row statements, nearly all of it such waits.
-const BYTES_PER_INSERT: usize = 48 * 1024;
 
 impl Rows {
-    /// Writes what is held, in multi-row inserts; says whether any reminder was written.
-    async fn flush(&mut self, txn: &DatabaseTransaction) -> Result<bool> {
-        async fn put<E, A>(txn: &DatabaseTransaction, rows: &mut Vec<(A, usize)>) -> Result<()>
-        where
-            E: EntityTrait,
-            A: ActiveModelTrait<Entity = E>,
-        {
-            let mut chunk = Vec::new();
-            let mut bytes = 0;
-            for (row, size) in rows.drain(..) {
-                if !chunk.is_empty()
-                    && (chunk.len() == ROWS_PER_INSERT || bytes + size > BYTES_PER_INSERT)
-                {
-                    E::insert_many(std::mem::take(&mut chunk))
-                        .exec_without_returning(txn)
-                        .await?;
-                    bytes = 0;
-                }
-                bytes += size;
-                chunk.push(row);
-            }
-            if !chunk.is_empty() {
-                E::insert_many(chunk).exec_without_returning(txn).await?;
-            }
-            Ok(())
+    fn new(backend: DbBackend) -> Rows {
+        Rows {
+            backend,
+            items: Pending::new(Table::of::<item::Entity>(backend, true)),
+            events: Pending::new(Table::of::<event::Entity>(backend, false)),
+            reminders: Pending::new(Table::of::<reminder::Entity>(backend, false)),
+            any_reminders: false,
         }
-        let some = !self.reminders.is_empty();
-        put(txn, &mut self.items).await?;
-        put(txn, &mut self.events).await?;
-        put(txn, &mut self.reminders).await?;
-        Ok(some)
+    }
+
+    /// The statements of every full chunk held (with `all`, of everything held).
+    fn statements(&mut self, all: bool) -> Vec<Statement> {
+        let mut out = Vec::new();
+        self.items.statements(self.backend, all, &mut out);
+        self.events.statements(self.backend, all, &mut out);
+        self.reminders.statements(self.backend, all, &mut out);
+        out
     }
 }
