@@ -17,12 +17,6 @@ use clap::Parser;
 use crate::app::{App, early_lang};
 use crate::error::CliError;
 
-/// mimalloc instead of glibc's malloc: a bulk import allocates and frees millions of small
-/// strings and values across three threads, and glibc's allocator took a fifth of its CPU time
-/// (consolidating and unlinking free chunks); see BENCHMARKS.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = cli::Cli::parse();
     let lang = early_lang(cli.lang.as_deref());

@@ -44,6 +44,10 @@ impl Args {
 }
 
 fn parse_args() -> Args {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("--measure-child") {
+        measure_child(&raw[1..]);
+    }
     let mut a = Args {
         quick: false,
         pg: None,
@@ -248,14 +252,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-/// Peak RSS (KiB) of the children waited for so far.
-fn children_maxrss_kib() -> i64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
-    u.ru_maxrss
-}
-
 fn vm_hwm_kib(pid: u32) -> Option<i64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
@@ -350,56 +346,38 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     let _ = store.close().await;
     let smtp = SmtpServer::start().await.expect("smtp");
     let conns = 4;
-    let before = children_maxrss_kib();
-    let t = Instant::now();
-    let out = Command::new(&args.bin)
-        .args([
-            "--database",
-            &url,
-            "--format",
-            "json",
-            "remind",
-            "run",
-            "--at",
-            &pass_time().to_rfc3339(),
-        ])
-        .env("RECTIFY_MAIL_TRANSPORT", "smtp")
-        .env("RECTIFY_SMTP_HOST", "127.0.0.1")
-        .env("RECTIFY_SMTP_PORT", smtp.port().to_string())
-        .env("RECTIFY__MAIL__MAX_CONNECTIONS", conns.to_string())
-        .env("RECTIFY_EVIDENCE_DIR", dir.join("evidence"))
-        .env_remove("RECTIFY_DATABASE")
-        .env_remove("RECTIFY_NOW")
-        .current_dir(&dir)
-        .stderr(Stdio::inherit())
-        .output();
-    let wall = t.elapsed().as_secs_f64();
-    let rss_kib = children_maxrss_kib().max(before);
-    let out = match out {
-        Ok(o) if o.status.success() => o,
-        Ok(o) => {
-            rows.push(Row {
-                scenario: "due pass".into(),
-                measured: format!("failed: {}", String::from_utf8_lossy(&o.stderr)),
-                target: "-".into(),
-                verdict: "MISSED".into(),
-            });
-            return;
-        }
+    let out_path = dir.join("remind-run.json");
+    let run = run_measured(
+        Command::new(&args.bin)
+            .args([
+                "--database",
+                &url,
+                "--format",
+                "json",
+                "remind",
+                "run",
+                "--at",
+                &pass_time().to_rfc3339(),
+            ])
+            .env("RECTIFY_MAIL_TRANSPORT", "smtp")
+            .env("RECTIFY_SMTP_HOST", "127.0.0.1")
+            .env("RECTIFY_SMTP_PORT", smtp.port().to_string())
+            .env("RECTIFY__MAIL__MAX_CONNECTIONS", conns.to_string())
+            .env("RECTIFY_EVIDENCE_DIR", dir.join("evidence"))
+            .env_remove("RECTIFY_DATABASE")
+            .env_remove("RECTIFY_NOW")
+            .current_dir(&dir),
+        Some(&out_path),
+    );
+    let (wall, rss_kib) = match run {
+        Ok(r) => r,
         Err(e) => {
-            rows.push(Row {
-                scenario: "due pass".into(),
-                measured: format!(
-                    "cannot run {}: {e} (build it with cargo build --release)",
-                    args.bin.display()
-                ),
-                target: "-".into(),
-                verdict: "MISSED".into(),
-            });
+            rows.push(failed("due pass", e));
             return;
         }
     };
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let stdout = std::fs::read(&out_path).unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap_or_default();
     let got = smtp.received().len();
     let sent = report["sent"].as_u64().unwrap_or(0) as usize;
     let per_s = items as f64 / wall;
@@ -620,32 +598,89 @@ async fn service_memory(rows: &mut Vec<Row>, args: &Args, n: usize) {
 }
 
 /// Runs a child to its end with stdout to `out` (or nowhere); its wall time and own peak RSS
-/// (KiB, from `wait4`), or its standard error when it failed.
+/// (KiB), or its standard error when it failed.
+///
+/// The child is started by a small copy of this runner (`--measure-child`), not by the runner
+/// itself: a child spawned with vfork/posix_spawn shares its parent's address space until it
+/// execs, and Linux carries that address space's high-water mark into the child's `ru_maxrss`,
+/// so every child of a runner holding a large ledger "peaked" at the runner's size.
 fn run_measured(cmd: &mut Command, out: Option<&Path>) -> Result<(f64, i64), String> {
-    let err_path = std::env::temp_dir().join(format!("rectify-bench-{}.err", std::process::id()));
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        MEASURED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let err_path = std::env::temp_dir().join(format!("rectify-bench-{tag}.err"));
+    let usage_path = std::env::temp_dir().join(format!("rectify-bench-{tag}.rusage"));
     let err = std::fs::File::create(&err_path).map_err(|e| e.to_string())?;
     let stdout = match out {
         Some(p) => Stdio::from(std::fs::File::create(p).map_err(|e| e.to_string())?),
         None => Stdio::null(),
     };
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut wrapper = Command::new(me);
+    wrapper
+        .arg("--measure-child")
+        .arg(&usage_path)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        wrapper.current_dir(d);
+    }
     let t = Instant::now();
-    let child = cmd
+    let status = wrapper
         .stdout(stdout)
         .stderr(Stdio::from(err))
-        .spawn()
+        .status()
         .map_err(|e| format!("cannot run {cmd:?}: {e} (build it with cargo build --release)"))?;
+    let wall = t.elapsed().as_secs_f64();
+    let usage = std::fs::read_to_string(&usage_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&usage_path);
+    if !status.success() {
+        let msg = std::fs::read_to_string(&err_path).unwrap_or_default();
+        return Err(format!("{cmd:?} failed: {}", msg.trim()));
+    }
+    let _ = std::fs::remove_file(&err_path);
+    let rss = usage
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| format!("{cmd:?}: the measuring wrapper reported no peak RSS ({usage:?})"))?;
+    Ok((wall, rss))
+}
+
+static MEASURED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// `--measure-child FILE PROGRAM ARGS…`: runs PROGRAM with this process's stdio and
+/// environment, writes its own peak RSS (KiB, from `wait4`) to FILE, and exits with its code.
+/// Runs in a fresh, small process, so the child's figure is the child's alone.
+fn measure_child(args: &[String]) -> ! {
+    let [file, program, rest @ ..] = args else {
+        eprintln!("--measure-child FILE PROGRAM [ARGS…]");
+        std::process::exit(2);
+    };
+    let child = match Command::new(program).args(rest).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot run {program}: {e}");
+            std::process::exit(127);
+        }
+    };
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child and fills the structs we own; `child` is not waited on
     // again (dropping a `Child` does not wait).
     let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let wall = t.elapsed().as_secs_f64();
-    if r < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        let msg = std::fs::read_to_string(&err_path).unwrap_or_default();
-        return Err(format!("{cmd:?} failed: {}", msg.trim()));
+    let _ = std::fs::write(file, usage.ru_maxrss.to_string());
+    if r < 0 || !libc::WIFEXITED(status) {
+        std::process::exit(1);
     }
-    let _ = std::fs::remove_file(&err_path);
-    Ok((wall, usage.ru_maxrss))
+    std::process::exit(libc::WEXITSTATUS(status));
 }
 
 /// Runs `run` `reps` times: the wall times and the largest peak RSS, or the first failure.
