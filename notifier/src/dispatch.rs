@@ -542,10 +542,11 @@ impl Dispatcher {
                 .map(|m| m.id)
                 .collect();
             let all: Vec<i64> = batch.iter().map(|m| m.id).collect();
-            let mut bodies = match self.store.message_bodies(&all).await {
-                Ok(b) => Ok(b),
-                Err(e) => Err(e.to_string()),
-            };
+            let mut bodies = self
+                .store
+                .message_bodies(&all)
+                .await
+                .map_err(|e| e.to_string());
             let stale = match (&bodies, self.stale_check(&ids, today).await) {
                 (Err(e), _) => Err(e.clone()),
                 (_, Err(e)) => Err(e.to_string()),
