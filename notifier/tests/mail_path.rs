@@ -1411,3 +1411,43 @@ async fn a_job_fire_is_claimed_by_exactly_one_of_three_instances() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn a_message_without_its_body_fails_permanently_and_names_its_row() {
+    for db in TestDb::all().await {
+        let h = H::new(db, deadline_policy()).await;
+        let b = h.backend();
+        h.item("整改甲", "FGJ", "2026-03-31", ASSIGNED).await;
+        let now = at("2026-03-30T09:00:00+08:00");
+        let report = h.d.plan_pass(now, false).await.expect("pass");
+        assert_eq!(report.messages.len(), 1, "[{b}]");
+        let row = h.outbox(Some("pending")).await.remove(0);
+        // The body row is gone (a hand-edited or damaged database).
+        h.store
+            .execute_unprepared(&format!(
+                "DELETE FROM outbox_bodies WHERE outbox_id = {}",
+                row.id
+            ))
+            .await
+            .expect("delete body");
+        let d = h.deliver_at(now).await;
+        assert_eq!(
+            d,
+            DeliveryReport {
+                sent: 0,
+                retried: 0,
+                failed: 1
+            },
+            "[{b}]"
+        );
+        h.take_none("nothing without a body");
+        let failed = h.outbox(Some("failed")).await;
+        assert_eq!(failed.len(), 1, "[{b}]");
+        let err = failed[0].last_error.clone().unwrap_or_default();
+        assert!(
+            err.contains("body is missing") && err.contains(&row.id.to_string()),
+            "[{b}] {err}"
+        );
+        h.done().await;
+    }
+}
