@@ -365,10 +365,6 @@ impl Store {
         Ok(d)
     }
 
-    pub async fn skip_reminders(&self, skips: &[(i64, &str)], now: DateTime<Utc>) -> Result<()> {
-        skip_reminders_on(&self.db, skips, now_for_store(now)).await
-    }
-
     /// Queues one message and marks its reminder rows queued, in one transaction. Queuing the
     /// same message twice (same Message-ID) is a no-op, so a re-run pass cannot duplicate it.
     pub async fn queue_message(
@@ -648,15 +644,6 @@ impl Store {
         }
         txn.commit().await?;
         Ok(settled)
-    }
-
-    /// The reminder rows carried by a message, with their items.
-    pub async fn message_reminders(&self, outbox_id: i64) -> Result<Vec<(ItemId, DueReminder)>> {
-        Ok(self
-            .messages_reminders(&[outbox_id])
-            .await?
-            .remove(&outbox_id)
-            .unwrap_or_default())
     }
 
     /// The reminder rows carried by each of several messages (one query per 500 messages).
