@@ -48,6 +48,9 @@ fn parse_args() -> Args {
     if raw.first().map(String::as_str) == Some("--measure-child") {
         measure_child(&raw[1..]);
     }
+    if raw.first().map(String::as_str) == Some("--write-ledger") {
+        write_ledger(&raw[1..]);
+    }
     let mut a = Args {
         quick: false,
         pg: None,
@@ -250,6 +253,23 @@ fn tmpdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("tmp");
     d
+}
+
+/// CPU seconds spent so far by every process of the machine (user, nice, system, irq,
+/// softirq, steal: the first line of /proc/stat, in clock ticks of 1/100 s).
+fn machine_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal …
+    let busy: f64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&k| ticks.get(k))
+        .sum();
+    Some(busy / 100.0)
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<i64> {
@@ -683,6 +703,33 @@ fn measure_child(args: &[String]) -> ! {
     std::process::exit(libc::WEXITSTATUS(status));
 }
 
+/// `--write-ledger DIR [ROWS]`: writes the import scenario's ledger (100,000 rows unless told)
+/// as DIR/ledger.csv and DIR/ledger.xlsx and exits, so an import can be profiled by hand
+/// (`RECTIFY_NOW` as the runner sets it: 2026-03-02T02:00:00Z).
+fn write_ledger(args: &[String]) -> ! {
+    let Some(dir) = args.first().map(PathBuf::from) else {
+        eprintln!("--write-ledger DIR [ROWS]");
+        std::process::exit(2);
+    };
+    let n = match args.get(1).map(|s| s.parse::<usize>()) {
+        None => 100_000,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("--write-ledger DIR [ROWS]: ROWS is a positive number of ledger rows");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        std::process::exit(1);
+    }
+    let ledger = ledger_rows(n);
+    write_csv(&dir.join("ledger.csv"), &ledger);
+    write_xlsx(&dir.join("ledger.xlsx"), &ledger);
+    println!("{}", dir.display());
+    std::process::exit(0);
+}
+
 /// Runs `run` `reps` times: the wall times and the largest peak RSS, or the first failure.
 fn repeat(
     reps: usize,
@@ -939,6 +986,7 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
         generate(&store, units, items, items).await;
         let _ = store.close().await;
         let smtp = SmtpServer::start().await.expect("smtp");
+        let cpu_before = machine_cpu();
         let t = Instant::now();
         let mut children = Vec::new();
         for k in 0..count {
@@ -963,6 +1011,10 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let wall = t.elapsed().as_secs_f64();
+        let busy = match (cpu_before, machine_cpu()) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
         let got = smtp.received().len();
         for mut c in children {
             let _ = Command::new("kill")
@@ -970,18 +1022,23 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
                 .status();
             let _ = c.wait();
         }
-        took.push((count, wall, got));
+        took.push((count, wall, got, busy));
         drop().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    if let [(_, one, got1), (_, three, got3)] = took[..] {
+    if let [(_, one, got1, busy1), (_, three, got3, busy3)] = took[..] {
         let speedup = one / three;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         rows.push(Row {
             scenario: format!(
                 "instances (PostgreSQL): due pass of {items} items / {units} units, 1 vs 3 `serve`"
             ),
             measured: format!(
-                "1: {one:.2} s ({got1} digests), 3: {three:.2} s ({got3} digests) = {speedup:.2}×"
+                "1: {one:.2} s ({got1} digests), 3: {three:.2} s ({got3} digests) = {speedup:.2}×; \
+                 machine CPU busy (every process: instances, PostgreSQL, SMTP server) 1: {busy1:.2} \
+                 core-s = {:.0}% of {cores:.0} cores, 3: {busy3:.2} core-s = {:.0}%",
+                100.0 * busy1 / (one * cores),
+                100.0 * busy3 / (three * cores)
             ),
             target: "3 instances ≥ 1.5× one".into(),
             verdict: verdict(speedup >= 1.5 && got1 == units && got3 == units),

@@ -488,7 +488,7 @@ impl Prepare {
         let created = rectify_engine::create(&new, id, &self.actor, &ctx)?;
         let first = event_link(id, 0, chain::GENESIS, &created);
         let (mut seq, mut head) = (first.seq, first.hash);
-        rows.events.push(first.row)?;
+        rows.events.push(self.backend, first.row)?;
         let mut item = created.item;
         let steps = b
             .assign
@@ -514,26 +514,37 @@ impl Prepare {
             let link = event_link(id, seq, &head, &o);
             seq = link.seq;
             head = link.hash;
-            rows.events.push(link.row)?;
+            rows.events.push(self.backend, link.row)?;
             item = o.item;
         }
         let (planned, key) = self.planner.plan_for(&item, self.today);
         for r in &planned {
-            rows.reminders.push(reminder_row(id, r, self.now))?;
+            rows.reminders
+                .push(self.backend, reminder_row(id, r, self.now))?;
         }
         rows.any_reminders |= !planned.is_empty();
         let mut row = item_columns(&item, seq, &head);
         row.id = Set(id);
         row.plan_key = Set(Some(key));
-        rows.items.push(row)?;
+        rows.items.push(self.backend, row)?;
         Ok(item.state)
     }
 }
 
-/// A table an import writes: its name and the columns each of its rows gives, in order.
+/// A table an import writes: its name, the columns each of its rows gives, in order, and the
+/// layout of its statements.
 struct Table {
     name: &'static str,
     columns: Vec<&'static str>,
+    /// Columns (positions in `columns`) whose value is bound once per statement instead of once
+    /// per row: columns that hold the same value in nearly every row of an import (the time of
+    /// the import, the actor, a new reminder's state). A reminder row then binds 5 values, not
+    /// 10: binding is most of what the writer and SQLite's worker thread do per value (sea-orm
+    /// copies each value, sqlx boxes it, SQLite copies it again and frees it after the step),
+    /// and a timestamp is formatted to text on every bind.
+    shared: Vec<usize>,
+    /// The other columns, bound per row.
+    per_row: Vec<usize>,
     /// Rows per INSERT: a fixed number, so every full statement has the same SQL text, which
     /// sqlx prepares once per connection and then only binds (a statement of another length is
     /// parsed and planned again; SQLite takes noticeably long for one with thousands of values).
@@ -548,16 +559,21 @@ struct Table {
 const VALUES_PER_INSERT: usize = 9_000;
 
 impl Table {
-    /// The table of entity `E`, with its primary key column only when `with_id`.
-    fn of<E: EntityTrait>(backend: DbBackend, with_id: bool) -> Table {
+    /// The table of entity `E`, with its primary key column only when `with_id`, binding the
+    /// columns named in `shared` once per statement.
+    fn of<E: EntityTrait>(backend: DbBackend, with_id: bool, shared: &[&str]) -> Table {
         let columns: Vec<&'static str> = E::Column::iter()
             .map(|c| c.as_str())
             .filter(|c| with_id || *c != "id")
             .collect();
-        let rows_per_insert = (VALUES_PER_INSERT / columns.len().max(1)).max(1);
+        let (shared, per_row): (Vec<usize>, Vec<usize>) =
+            (0..columns.len()).partition(|&k| shared.contains(&columns[k]));
+        let rows_per_insert = (VALUES_PER_INSERT / per_row.len().max(1)).max(1);
         let mut table = Table {
             name: E::default().table_name(),
             columns,
+            shared,
+            per_row,
             rows_per_insert,
             full_sql: String::new(),
         };
@@ -565,12 +581,37 @@ impl Table {
         table
     }
 
-    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows, with the backend's placeholders.
+    /// The same table with every column bound per row (for a row whose shared columns differ).
+    fn unshared(&self, backend: DbBackend) -> Table {
+        let per_row: Vec<usize> = (0..self.columns.len()).collect();
+        let rows_per_insert = (VALUES_PER_INSERT / per_row.len().max(1)).max(1);
+        let mut table = Table {
+            name: self.name,
+            columns: self.columns.clone(),
+            shared: Vec::new(),
+            per_row,
+            rows_per_insert,
+            full_sql: String::new(),
+        };
+        table.full_sql = table.insert_sql(backend, rows_per_insert);
+        table
+    }
+
+    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows with numbered placeholders: the
+    /// shared columns' values first (`?1…`, referred to by every row), then each row's.
+    ///
+    /// On SQLite it is `INSERT OR FAIL`: a failing row fails the statement either way (and the
+    /// import rolls back), but under the default ABORT SQLite keeps a statement journal so it
+    /// can undo the statement's earlier rows, copying every page the statement touches first.
     fn insert_sql(&self, backend: DbBackend, rows: usize) -> String {
         use std::fmt::Write;
         let cols = self.columns.len();
         let mut sql = String::with_capacity(64 + cols * 24 + rows * cols * 8);
-        let _ = write!(sql, "INSERT INTO \"{}\" (", self.name);
+        let verb = match backend {
+            DbBackend::Sqlite => "INSERT OR FAIL INTO",
+            _ => "INSERT INTO",
+        };
+        let _ = write!(sql, "{verb} \"{}\" (", self.name);
         for (k, c) in self.columns.iter().enumerate() {
             if k > 0 {
                 sql.push_str(", ");
@@ -578,19 +619,35 @@ impl Table {
             let _ = write!(sql, "\"{c}\"");
         }
         sql.push_str(") VALUES ");
-        let mut n = 0;
+        let sigil = match backend {
+            DbBackend::Postgres => '$',
+            _ => '?',
+        };
+        // SQLite's placeholders stay `?` (numbered in order) unless a column is shared: it
+        // looks a numbered one up by a linear search of the statement's named parameters, for
+        // each of them, and 9,000 of them took 100 s to bind per import.
+        let numbered = backend == DbBackend::Postgres || !self.shared.is_empty();
+        // The parameter number of each column in the row: shared ones are fixed, the others
+        // follow the shared ones, row after row.
+        let mut number = vec![0usize; cols];
+        for (n, &k) in self.shared.iter().enumerate() {
+            number[k] = n + 1;
+        }
+        let mut next = self.shared.len();
         for r in 0..rows {
+            for &k in &self.per_row {
+                next += 1;
+                number[k] = next;
+            }
             sql.push_str(if r == 0 { "(" } else { ", (" });
-            for k in 0..cols {
+            for (k, n) in number.iter().enumerate() {
                 if k > 0 {
                     sql.push_str(", ");
                 }
-                n += 1;
-                match backend {
-                    DbBackend::Postgres => {
-                        let _ = write!(sql, "${n}");
-                    }
-                    _ => sql.push('?'),
+                if numbered {
+                    let _ = write!(sql, "{sigil}{n}");
+                } else {
+                    sql.push('?');
                 }
             }
             sql.push(')');
@@ -599,27 +656,33 @@ impl Table {
     }
 }
 
-/// The rows of one table not written yet, as the values of their columns one row after another.
+/// The rows of one table not written yet: the shared columns' values (taken from the first
+/// row) and the other columns' values, one row after another.
 struct Pending {
     table: Table,
+    shared: Option<Vec<Value>>,
     values: Vec<Value>,
+    /// Rows whose shared columns hold other values, with every column bound per row.
+    others: Option<Box<Pending>>,
 }
 
 impl Pending {
     fn new(table: Table) -> Pending {
-        let capacity = table.rows_per_insert * table.columns.len();
+        let capacity = table.rows_per_insert * table.per_row.len();
         Pending {
             table,
+            shared: None,
             values: Vec::with_capacity(capacity),
+            others: None,
         }
     }
 
     /// Appends one row: the values `row` has for the table's columns, taken out of it.
-    fn push<A: ActiveModelTrait>(&mut self, mut row: A) -> Result<()> {
-        let before = self.values.len();
+    fn push<A: ActiveModelTrait>(&mut self, backend: DbBackend, mut row: A) -> Result<()> {
+        let mut all = Vec::with_capacity(self.table.columns.len());
         for c in <A::Entity as EntityTrait>::Column::iter() {
             match row.take(c) {
-                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => self.values.push(v),
+                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => all.push(v),
                 // The key the database assigns (events, reminders).
                 ActiveValue::NotSet if c.as_str() == "id" => {}
                 ActiveValue::NotSet => {
@@ -634,7 +697,7 @@ impl Pending {
                 }
             }
         }
-        if self.values.len() - before != self.table.columns.len() {
+        if all.len() != self.table.columns.len() {
             return Err(StoreError::invalid(
                 "导入的行与表的列数不符,未写入任何内容",
                 format!(
@@ -644,21 +707,55 @@ impl Pending {
                 ),
             ));
         }
+        self.push_values(backend, all);
         Ok(())
+    }
+
+    /// Appends one row given as every column's value, in the table's column order.
+    fn push_values(&mut self, backend: DbBackend, mut all: Vec<Value>) {
+        if !self.table.shared.is_empty() {
+            let shared = self
+                .shared
+                .get_or_insert_with(|| self.table.shared.iter().map(|&k| all[k].clone()).collect());
+            if self
+                .table
+                .shared
+                .iter()
+                .zip(shared.iter())
+                .any(|(&k, v)| all[k] != *v)
+            {
+                let table = self.table.unshared(backend);
+                self.others
+                    .get_or_insert_with(|| Box::new(Pending::new(table)))
+                    .push_values(backend, all);
+                return;
+            }
+        }
+        for &k in &self.table.per_row {
+            self.values
+                .push(std::mem::replace(&mut all[k], Value::Bool(None)));
+        }
     }
 
     /// Moves every full statement's worth of rows into `out`; with `all`, the rest too (in one
     /// statement of its own length).
     fn statements(&mut self, backend: DbBackend, all: bool, out: &mut Vec<Statement>) {
-        let cols = self.table.columns.len();
+        let cols = self.table.per_row.len();
         let full = self.table.rows_per_insert * cols;
+        let shared = self.shared.clone().unwrap_or_default();
+        let with_shared = |values: Vec<Value>| {
+            let mut v = Vec::with_capacity(shared.len() + values.len());
+            v.extend(shared.iter().cloned());
+            v.extend(values);
+            v
+        };
         while self.values.len() >= full {
             let rest = self.values.split_off(full);
             let values = std::mem::replace(&mut self.values, rest);
             out.push(Statement::from_sql_and_values(
                 backend,
                 self.table.full_sql.clone(),
-                values,
+                with_shared(values),
             ));
         }
         if all && !self.values.is_empty() {
@@ -666,8 +763,11 @@ impl Pending {
             out.push(Statement::from_sql_and_values(
                 backend,
                 self.table.insert_sql(backend, rows),
-                std::mem::take(&mut self.values),
+                with_shared(std::mem::take(&mut self.values)),
             ));
+        }
+        if let Some(others) = &mut self.others {
+            others.statements(backend, all, out);
         }
     }
 }
@@ -686,11 +786,28 @@ struct Rows {
 
 impl Rows {
     fn new(backend: DbBackend) -> Rows {
+        // Only PostgreSQL's `$n` are shared: SQLite's `?n` would be looked up by name (see
+        // `Table::insert_sql`).
+        let shared = |columns: &'static [&'static str]| -> &'static [&'static str] {
+            if backend == DbBackend::Postgres {
+                columns
+            } else {
+                &[]
+            }
+        };
         Rows {
             backend,
-            items: Pending::new(Table::of::<item::Entity>(backend, true)),
-            events: Pending::new(Table::of::<event::Entity>(backend, false)),
-            reminders: Pending::new(Table::of::<reminder::Entity>(backend, false)),
+            items: Pending::new(Table::of::<item::Entity>(backend, true, &[])),
+            events: Pending::new(Table::of::<event::Entity>(
+                backend,
+                false,
+                shared(&["actor", "at", "evidence"]),
+            )),
+            reminders: Pending::new(Table::of::<reminder::Entity>(
+                backend,
+                false,
+                shared(&["state", "reason", "outbox_id", "created_at", "updated_at"]),
+            )),
             any_reminders: false,
         }
     }
@@ -702,5 +819,78 @@ impl Rows {
         self.events.statements(self.backend, all, &mut out);
         self.reminders.statements(self.backend, all, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHARED: &[&str] = &["state", "reason", "outbox_id", "created_at", "updated_at"];
+
+    #[test]
+    fn shared_columns_are_bound_once_and_rows_refer_to_them() {
+        let t = Table::of::<reminder::Entity>(DbBackend::Postgres, false, SHARED);
+        let sql = t.insert_sql(DbBackend::Postgres, 2);
+        assert!(
+            sql.ends_with(
+                "VALUES ($6, $7, $8, $9, $10, $1, $2, $3, $4, $5), \
+                 ($11, $12, $13, $14, $15, $1, $2, $3, $4, $5)"
+            ),
+            "{sql}"
+        );
+        // SQLite keeps plain `?` (a numbered one is looked up by name) and skips the statement
+        // journal.
+        let t = Table::of::<reminder::Entity>(DbBackend::Sqlite, false, &[]);
+        let sql = t.insert_sql(DbBackend::Sqlite, 1);
+        assert!(
+            sql.starts_with("INSERT OR FAIL INTO \"reminders\""),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn a_row_whose_shared_columns_differ_is_written_with_all_its_columns() {
+        let b = DbBackend::Postgres;
+        let mut p = Pending::new(Table::of::<reminder::Entity>(b, false, SHARED));
+        let row = |item: i64, at: &str| -> Vec<Value> {
+            vec![
+                item.into(),
+                "before".into(),
+                1i64.into(),
+                1i64.into(),
+                "2026-03-02".into(),
+                "pending".into(),
+                Value::String(None),
+                Value::BigInt(None),
+                at.into(),
+                at.into(),
+            ]
+        };
+        p.push_values(b, row(1, "t1"));
+        p.push_values(b, row(2, "t2"));
+        p.push_values(b, row(3, "t1"));
+        let mut out = Vec::new();
+        p.statements(b, true, &mut out);
+        assert_eq!(out.len(), 2);
+        let values = |s: &Statement| s.values.as_ref().unwrap().0.clone();
+        // Items 1 and 3 share the first row's values: 5 shared + 2 × 5.
+        let fast = values(&out[0]);
+        assert_eq!(fast.len(), 15);
+        assert_eq!(fast[3], Value::from("t1"));
+        assert_eq!(fast[5], Value::from(1i64));
+        assert_eq!(fast[10], Value::from(3i64));
+        // Item 2 in a statement with every column of its own.
+        let other = values(&out[1]);
+        assert_eq!(other, row(2, "t2"));
+        assert!(
+            out[1]
+                .sql
+                .ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        );
     }
 }

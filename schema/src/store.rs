@@ -247,6 +247,32 @@ pub(crate) fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::Ac
     }
 }
 
+/// Turns on SQLite's query planner stability guarantee (QPSG) for connection `db`: a statement
+/// keeps the plan it was prepared with, whatever values are bound.
+///
+/// Without it, once `ANALYZE` has been run (the sample statistics of `sqlite_stat4`), SQLite
+/// marks every statement whose plan could depend on a bound value as expired each time its
+/// bindings are cleared, and sqlx clears them after every execution: each lifecycle command
+/// and dispatcher query was parsed and planned again on every run (8.5% of a command's time in
+/// `sqlite3Reprepare`, BENCHMARKS.md). Every query here is written for its index (the plans are
+/// in BENCHMARKS.md and tested), so a value-dependent plan gains nothing.
+fn stable_plans(db: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
+    // SAFETY: `db` is the open connection sqlx's worker has handed over (locked for this call);
+    // SQLITE_DBCONFIG_ENABLE_QPSG takes an int (1: on) and an int pointer for the new setting,
+    // which may be null.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_db_config(
+            db.as_ptr(),
+            libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+            1 as std::ffi::c_int,
+            std::ptr::null_mut::<std::ffi::c_int>(),
+        )
+    };
+    if rc != libsqlite3_sys::SQLITE_OK {
+        tracing::warn!(rc, "SQLite refused the query planner stability setting");
+    }
+}
+
 /// `columns` less the ones whose value is the row's as read: SQLite rewrites the entries of
 /// every index on a column named in SET, changed or not, and an item row has six indexes
 /// (a progress report then cost as much index work as a reassignment).
@@ -354,6 +380,17 @@ impl Store {
         });
         opts.map_sqlx_postgres_opts(move |o| {
             o.options([("statement_timeout", stmt_timeout_ms.as_str())])
+        });
+        // Every SQLite connection with the query planner stability guarantee (see
+        // `stable_plans`).
+        opts.map_sqlx_sqlite_pool_opts(|p| {
+            p.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    stable_plans(handle.as_raw_handle());
+                    Ok(())
+                })
+            })
         });
         // Every new PostgreSQL connection without Nagle's delay (see `tcp_nodelay_everywhere`).
         opts.map_sqlx_postgres_pool_opts(|p| {
@@ -1425,5 +1462,40 @@ pub fn tcp_nodelay_everywhere() {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::TestDb;
+
+    /// Every pooled SQLite connection has the query planner stability guarantee on.
+    #[tokio::test]
+    async fn sqlite_connections_keep_their_plans() {
+        let db = TestDb::sqlite();
+        let store = db.store().await;
+        let pool = store.db().get_sqlite_connection_pool();
+        // More connections than one, so it is not only the first.
+        let mut conns = Vec::new();
+        for _ in 0..2 {
+            conns.push(pool.acquire().await.expect("connection"));
+        }
+        for conn in &mut conns {
+            let mut handle = conn.lock_handle().await.expect("handle");
+            let mut on: std::ffi::c_int = -1;
+            // SAFETY: queries the setting (-1: leave it) of the locked, open connection.
+            let rc = unsafe {
+                libsqlite3_sys::sqlite3_db_config(
+                    handle.as_raw_handle().as_ptr(),
+                    libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
+                    -1 as std::ffi::c_int,
+                    &mut on as *mut std::ffi::c_int,
+                )
+            };
+            assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
+            assert_eq!(on, 1, "QPSG is on");
+        }
+        drop(conns);
+        store.close().await.unwrap();
     }
 }
