@@ -346,8 +346,10 @@ impl Bulk<'_> {
     async fn next_item_ids(&self, n: usize) -> Result<Vec<ItemId>> {
         let backend = self.store.backend();
         let sql = match backend {
+            // The sequence's name looked up once, not once per id.
             DbBackend::Postgres => format!(
-                "SELECT nextval(pg_get_serial_sequence('items', 'id')) FROM generate_series(1, {n})"
+                "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('items', 'id')::regclass \
+                 AS seq) AS q, generate_series(1, {n})"
             ),
             _ => "SELECT COALESCE(MAX(id), 0) FROM items".to_string(),
         };
@@ -749,27 +751,130 @@ impl Pending {
             v.extend(values);
             v
         };
+        let table = &self.table;
+        let statement = |values: Vec<Value>, sql: &dyn Fn() -> String| {
+            if backend == DbBackend::Postgres
+                && let Some(st) = unnest_statement(table, &shared, &values)
+            {
+                return st;
+            }
+            Statement::from_sql_and_values(backend, sql(), with_shared(values))
+        };
         while self.values.len() >= full {
             let rest = self.values.split_off(full);
             let values = std::mem::replace(&mut self.values, rest);
-            out.push(Statement::from_sql_and_values(
-                backend,
-                self.table.full_sql.clone(),
-                with_shared(values),
-            ));
+            out.push(statement(values, &|| table.full_sql.clone()));
         }
         if all && !self.values.is_empty() {
             let rows = self.values.len() / cols;
-            out.push(Statement::from_sql_and_values(
-                backend,
-                self.table.insert_sql(backend, rows),
-                with_shared(std::mem::take(&mut self.values)),
-            ));
+            let values = std::mem::take(&mut self.values);
+            out.push(statement(values, &|| table.insert_sql(backend, rows)));
         }
         if let Some(others) = &mut self.others {
             others.statements(backend, all, out);
         }
     }
+}
+
+/// PostgreSQL: `values` (rows of `table`'s per-row columns) as one array per column,
+/// `INSERT INTO t (…) SELECT u.c1, $1, … FROM unnest($n::int8[], $m::text[], …) AS u(c1, …)`,
+/// when every value is a non-NULL integer or text (events and reminders); `None` otherwise.
+///
+/// A multi-row `VALUES` list of 9,000 parameters makes the server set up and evaluate 9,000
+/// expressions on every execution (a third of its time in an import, BENCHMARKS.md); a few
+/// arrays are parsed by one input function each. The arrays go as text in PostgreSQL's array
+/// syntax, every element quoted, so no value is read as NULL or split.
+fn unnest_statement(table: &Table, shared: &[Value], values: &[Value]) -> Option<Statement> {
+    use std::fmt::Write;
+    let cols = table.per_row.len();
+    if cols == 0 || values.is_empty() {
+        return None;
+    }
+    let kinds: Vec<&str> = values[..cols]
+        .iter()
+        .map(|v| match v {
+            Value::BigInt(Some(_)) | Value::Int(Some(_)) => Some("int8"),
+            Value::String(Some(_)) => Some("text"),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let mut arrays: Vec<String> = (0..cols)
+        .map(|_| {
+            let mut a = String::with_capacity(values.len() / cols * 16);
+            a.push('{');
+            a
+        })
+        .collect();
+    for (k, v) in values.iter().enumerate() {
+        let c = k % cols;
+        let a = &mut arrays[c];
+        if a.len() > 1 {
+            a.push(',');
+        }
+        match (kinds[c], v) {
+            ("int8", Value::BigInt(Some(n))) => {
+                let _ = write!(a, "{n}");
+            }
+            ("int8", Value::Int(Some(n))) => {
+                let _ = write!(a, "{n}");
+            }
+            ("text", Value::String(Some(text))) => {
+                a.push('"');
+                for ch in text.chars() {
+                    if ch == '"' || ch == '\\' {
+                        a.push('\\');
+                    }
+                    a.push(ch);
+                }
+                a.push('"');
+            }
+            _ => return None,
+        }
+    }
+    for a in &mut arrays {
+        a.push('}');
+    }
+    let mut sql = format!("INSERT INTO \"{}\" (", table.name);
+    for (k, c) in table.columns.iter().enumerate() {
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "\"{c}\"");
+    }
+    sql.push_str(") SELECT ");
+    for k in 0..table.columns.len() {
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        if let Some(n) = table.shared.iter().position(|&s| s == k) {
+            let _ = write!(sql, "${}", n + 1);
+        } else if let Some(n) = table.per_row.iter().position(|&r| r == k) {
+            let _ = write!(sql, "u.c{}", n + 1);
+        }
+    }
+    sql.push_str(" FROM unnest(");
+    for (n, kind) in kinds.iter().enumerate() {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${}::{kind}[]", shared.len() + n + 1);
+    }
+    sql.push_str(") AS u(");
+    for n in 0..cols {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "c{}", n + 1);
+    }
+    sql.push(')');
+    let mut bound = Vec::with_capacity(shared.len() + cols);
+    bound.extend(shared.iter().cloned());
+    bound.extend(arrays.into_iter().map(|a| Value::String(Some(a))));
+    Some(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        bound,
+    ))
 }
 
 /// Rows prepared by a batch and not written yet: items, events and reminders. Each table is
@@ -878,13 +983,24 @@ mod tests {
         p.statements(b, true, &mut out);
         assert_eq!(out.len(), 2);
         let values = |s: &Statement| s.values.as_ref().unwrap().0.clone();
-        // Items 1 and 3 share the first row's values: 5 shared + 2 × 5.
+        // Items 1 and 3 share the first row's values: 5 shared, then one array per other
+        // column.
         let fast = values(&out[0]);
-        assert_eq!(fast.len(), 15);
+        assert_eq!(fast.len(), 10);
         assert_eq!(fast[3], Value::from("t1"));
-        assert_eq!(fast[5], Value::from(1i64));
-        assert_eq!(fast[10], Value::from(3i64));
-        // Item 2 in a statement with every column of its own.
+        assert_eq!(fast[5], Value::from("{1,3}"));
+        assert_eq!(fast[6], Value::from(r#"{"before","before"}"#));
+        assert!(
+            out[0].sql.ends_with(
+                "SELECT u.c1, u.c2, u.c3, u.c4, u.c5, $1, $2, $3, $4, $5 FROM \
+                 unnest($6::int8[], $7::text[], $8::int8[], $9::int8[], $10::text[]) \
+                 AS u(c1, c2, c3, c4, c5)"
+            ),
+            "{}",
+            out[0].sql
+        );
+        // Item 2 in a statement with every column of its own (a NULL among them: a VALUES
+        // list, not arrays).
         let other = values(&out[1]);
         assert_eq!(other, row(2, "t2"));
         assert!(
@@ -892,5 +1008,26 @@ mod tests {
                 .sql
                 .ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
         );
+    }
+
+    #[test]
+    fn array_elements_are_quoted_and_escaped() {
+        let t = Table::of::<reminder::Entity>(DbBackend::Postgres, false, SHARED);
+        let values: Vec<Value> = vec![
+            7i64.into(),
+            r#"a"b\c,{d}"#.into(),
+            1i64.into(),
+            2i64.into(),
+            "".into(),
+        ];
+        let st = unnest_statement(&t, &[], &values).unwrap();
+        let v = st.values.unwrap().0;
+        assert_eq!(v[0], Value::from("{7}"));
+        assert_eq!(v[1], Value::from(r#"{"a\"b\\c,{d}"}"#));
+        assert_eq!(v[4], Value::from(r#"{""}"#));
+        // A NULL cannot go into these arrays: the caller falls back to VALUES.
+        let mut with_null = values.clone();
+        with_null[1] = Value::String(None);
+        assert!(unnest_statement(&t, &[], &with_null).is_none());
     }
 }

@@ -119,7 +119,9 @@ fn plan() -> Vec<Planned> {
                 Command::Acknowledge,
                 submit(),
                 Command::Close {
-                    note: Some("验收通过".into()),
+                    // Quotes, a backslash, braces and a comma: PostgreSQL's import sends the
+                    // events as array literals, which must carry them unchanged.
+                    note: Some("验收通过 \"复核\" C:\\台账 {1,2}".into()),
                 },
             ],
         ),
