@@ -562,17 +562,39 @@ const VALUES_PER_INSERT: usize = 9_000;
 
 impl Table {
     /// The table of entity `E`, with its primary key column only when `with_id`, binding the
-    /// columns named in `shared` once per statement.
+    /// columns named in `shared` once per statement on PostgreSQL. SQLite binds every column
+    /// per row: a shared value would need numbered placeholders (`?1`), and SQLite looks each
+    /// numbered one up by a linear search of the statement's named parameters; 9,000 of them
+    /// took 100 s to bind per import.
     fn of<E: EntityTrait>(backend: DbBackend, with_id: bool, shared: &[&str]) -> Table {
         let columns: Vec<&'static str> = E::Column::iter()
             .map(|c| c.as_str())
             .filter(|c| with_id || *c != "id")
             .collect();
+        let shared = if backend == DbBackend::Postgres {
+            shared
+        } else {
+            &[]
+        };
+        Table::new(backend, E::default().table_name(), columns, shared)
+    }
+
+    /// The same table with every column bound per row (for a row whose shared columns differ).
+    fn unshared(&self, backend: DbBackend) -> Table {
+        Table::new(backend, self.name, self.columns.clone(), &[])
+    }
+
+    fn new(
+        backend: DbBackend,
+        name: &'static str,
+        columns: Vec<&'static str>,
+        shared: &[&str],
+    ) -> Table {
         let (shared, per_row): (Vec<usize>, Vec<usize>) =
             (0..columns.len()).partition(|&k| shared.contains(&columns[k]));
         let rows_per_insert = (VALUES_PER_INSERT / per_row.len().max(1)).max(1);
         let mut table = Table {
-            name: E::default().table_name(),
+            name,
             columns,
             shared,
             per_row,
@@ -583,24 +605,20 @@ impl Table {
         table
     }
 
-    /// The same table with every column bound per row (for a row whose shared columns differ).
-    fn unshared(&self, backend: DbBackend) -> Table {
-        let per_row: Vec<usize> = (0..self.columns.len()).collect();
-        let rows_per_insert = (VALUES_PER_INSERT / per_row.len().max(1)).max(1);
-        let mut table = Table {
-            name: self.name,
-            columns: self.columns.clone(),
-            shared: Vec::new(),
-            per_row,
-            rows_per_insert,
-            full_sql: String::new(),
-        };
-        table.full_sql = table.insert_sql(backend, rows_per_insert);
-        table
+    /// `"c1", "c2", …`: the table's columns, quoted.
+    fn column_list(&self, sql: &mut String) {
+        use std::fmt::Write;
+        for (k, c) in self.columns.iter().enumerate() {
+            if k > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "\"{c}\"");
+        }
     }
 
-    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows with numbered placeholders: the
-    /// shared columns' values first (`?1…`, referred to by every row), then each row's.
+    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows. PostgreSQL's placeholders are
+    /// numbered: the shared columns' values first (`$1…`, referred to by every row), then each
+    /// row's; SQLite's are plain `?` (it has no shared columns, see [`Table::of`]).
     ///
     /// On SQLite it is `INSERT OR FAIL`: a failing row fails the statement either way (and the
     /// import rolls back), but under the default ABORT SQLite keeps a statement journal so it
@@ -614,21 +632,9 @@ impl Table {
             _ => "INSERT INTO",
         };
         let _ = write!(sql, "{verb} \"{}\" (", self.name);
-        for (k, c) in self.columns.iter().enumerate() {
-            if k > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "\"{c}\"");
-        }
+        self.column_list(&mut sql);
         sql.push_str(") VALUES ");
-        let sigil = match backend {
-            DbBackend::Postgres => '$',
-            _ => '?',
-        };
-        // SQLite's placeholders stay `?` (numbered in order) unless a column is shared: it
-        // looks a numbered one up by a linear search of the statement's named parameters, for
-        // each of them, and 9,000 of them took 100 s to bind per import.
-        let numbered = backend == DbBackend::Postgres || !self.shared.is_empty();
+        let numbered = backend == DbBackend::Postgres;
         // The parameter number of each column in the row: shared ones are fixed, the others
         // follow the shared ones, row after row.
         let mut number = vec![0usize; cols];
@@ -647,7 +653,7 @@ impl Table {
                     sql.push_str(", ");
                 }
                 if numbered {
-                    let _ = write!(sql, "{sigil}{n}");
+                    let _ = write!(sql, "${n}");
                 } else {
                     sql.push('?');
                 }
@@ -726,9 +732,9 @@ impl Pending {
                 .zip(shared.iter())
                 .any(|(&k, v)| all[k] != *v)
             {
-                let table = self.table.unshared(backend);
+                let table = &self.table;
                 self.others
-                    .get_or_insert_with(|| Box::new(Pending::new(table)))
+                    .get_or_insert_with(|| Box::new(Pending::new(table.unshared(backend))))
                     .push_values(backend, all);
                 return;
             }
@@ -835,12 +841,7 @@ fn unnest_statement(table: &Table, shared: &[Value], values: &[Value]) -> Option
         a.push('}');
     }
     let mut sql = format!("INSERT INTO \"{}\" (", table.name);
-    for (k, c) in table.columns.iter().enumerate() {
-        if k > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(sql, "\"{c}\"");
-    }
+    table.column_list(&mut sql);
     sql.push_str(") SELECT ");
     for k in 0..table.columns.len() {
         if k > 0 {
@@ -891,27 +892,18 @@ struct Rows {
 
 impl Rows {
     fn new(backend: DbBackend) -> Rows {
-        // Only PostgreSQL's `$n` are shared: SQLite's `?n` would be looked up by name (see
-        // `Table::insert_sql`).
-        let shared = |columns: &'static [&'static str]| -> &'static [&'static str] {
-            if backend == DbBackend::Postgres {
-                columns
-            } else {
-                &[]
-            }
-        };
         Rows {
             backend,
             items: Pending::new(Table::of::<item::Entity>(backend, true, &[])),
             events: Pending::new(Table::of::<event::Entity>(
                 backend,
                 false,
-                shared(&["actor", "at", "evidence"]),
+                &["actor", "at", "evidence"],
             )),
             reminders: Pending::new(Table::of::<reminder::Entity>(
                 backend,
                 false,
-                shared(&["state", "reason", "outbox_id", "created_at", "updated_at"]),
+                &["state", "reason", "outbox_id", "created_at", "updated_at"],
             )),
             any_reminders: false,
         }
@@ -946,7 +938,8 @@ mod tests {
         );
         // SQLite keeps plain `?` (a numbered one is looked up by name) and skips the statement
         // journal.
-        let t = Table::of::<reminder::Entity>(DbBackend::Sqlite, false, &[]);
+        let t = Table::of::<reminder::Entity>(DbBackend::Sqlite, false, SHARED);
+        assert!(t.shared.is_empty(), "SQLite binds every column per row");
         let sql = t.insert_sql(DbBackend::Sqlite, 1);
         assert!(
             sql.starts_with("INSERT OR FAIL INTO \"reminders\""),

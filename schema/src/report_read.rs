@@ -6,12 +6,11 @@
 //! pages of item ids and the caller folds each page into its figures before asking for the next.
 
 use chrono::{DateTime, Utc};
-use rectify_engine::{Deadline, Item, ItemId};
+use rectify_engine::{Item, ItemId};
 use sea_orm::{ColumnTrait, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entity::{event, item};
-use crate::error::StoreError;
-use crate::store::{Result, Store, parse_enum};
+use crate::store::{Result, Store, parse_enum, stored_deadline};
 
 /// The columns of an item the report uses. Decoding a row costs per column (each value is
 /// copied out of SQLite and converted), and the report needs about half of them.
@@ -51,14 +50,7 @@ impl ReportItemRow {
             lead_unit: self.lead_unit,
             co_units: Vec::new(),
             leader: self.leader,
-            deadline: match &self.deadline {
-                Some(d) => Some(Deadline::from_db(d).ok_or_else(|| {
-                    StoreError::Db(sea_orm::DbErr::Custom(format!(
-                        "stored deadline `{d}` is not readable"
-                    )))
-                })?),
-                None => None,
-            },
+            deadline: stored_deadline(self.deadline.as_deref())?,
             state: parse_enum(&self.state, "state")?,
             version: 0,
             deadline_version: 0,

@@ -178,14 +178,7 @@ pub(crate) fn to_item(m: &item::Model) -> Result<Item> {
         lead_unit: m.lead_unit.clone(),
         co_units: parse_list(&m.co_units),
         leader: m.leader.clone(),
-        deadline: match &m.deadline {
-            Some(d) => Some(Deadline::from_db(d).ok_or_else(|| {
-                StoreError::Db(sea_orm::DbErr::Custom(format!(
-                    "stored deadline `{d}` is not readable"
-                )))
-            })?),
-            None => None,
-        },
+        deadline: stored_deadline(m.deadline.as_deref())?,
         state: parse_enum(&m.state, "state")?,
         version: m.version,
         deadline_version: m.deadline_version,
@@ -206,6 +199,19 @@ pub(crate) fn to_item(m: &item::Model) -> Result<Item> {
         submitted_at: m.submitted_at,
         closed_at: m.closed_at,
     })
+}
+
+/// An item's deadline column as the engine's deadline.
+pub(crate) fn stored_deadline(stored: Option<&str>) -> Result<Option<Deadline>> {
+    stored
+        .map(|d| {
+            Deadline::from_db(d).ok_or_else(|| {
+                StoreError::Db(sea_orm::DbErr::Custom(format!(
+                    "stored deadline `{d}` is not readable"
+                )))
+            })
+        })
+        .transpose()
 }
 
 /// Every column of an item row except the id and the chain head, from the engine's item.
@@ -257,19 +263,33 @@ pub(crate) fn item_columns(i: &Item, head_seq: i64, head_hash: &str) -> item::Ac
 /// `sqlite3Reprepare`, BENCHMARKS.md). Every query here is written for its index (the plans are
 /// in BENCHMARKS.md and tested), so a value-dependent plan gains nothing.
 fn stable_plans(db: std::ptr::NonNull<libsqlite3_sys::sqlite3>) {
-    // SAFETY: `db` is the open connection sqlx's worker has handed over (locked for this call);
-    // SQLITE_DBCONFIG_ENABLE_QPSG takes an int (1: on) and an int pointer for the new setting,
-    // which may be null.
+    if let Err(rc) = qpsg(db, 1) {
+        tracing::warn!(rc, "SQLite refused the query planner stability setting");
+    }
+}
+
+/// The query planner stability setting of connection `db`: `set` 1 turns it on, 0 off, -1
+/// leaves it as it is. The setting after the call, or SQLite's error code.
+fn qpsg(
+    db: std::ptr::NonNull<libsqlite3_sys::sqlite3>,
+    set: std::ffi::c_int,
+) -> std::result::Result<bool, std::ffi::c_int> {
+    let mut now: std::ffi::c_int = -1;
+    // SAFETY: `db` is an open connection that sqlx's worker has handed over (locked for this
+    // call); SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int that receives the
+    // setting after the call, which lives until the call returns.
     let rc = unsafe {
         libsqlite3_sys::sqlite3_db_config(
             db.as_ptr(),
             libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-            1 as std::ffi::c_int,
-            std::ptr::null_mut::<std::ffi::c_int>(),
+            set,
+            &mut now as *mut std::ffi::c_int,
         )
     };
-    if rc != libsqlite3_sys::SQLITE_OK {
-        tracing::warn!(rc, "SQLite refused the query planner stability setting");
+    if rc == libsqlite3_sys::SQLITE_OK {
+        Ok(now == 1)
+    } else {
+        Err(rc)
     }
 }
 
@@ -1469,6 +1489,24 @@ pub fn tcp_nodelay_everywhere() {
 mod tests {
     use crate::testing::TestDb;
 
+    /// A stored deadline is read back as written; one that is not readable is an error that
+    /// quotes it, not a missing deadline.
+    #[test]
+    fn stored_deadlines_are_read_or_refused() {
+        use rectify_engine::Deadline;
+        let d = Deadline::Date(chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap());
+        assert_eq!(super::stored_deadline(Some(&d.to_db())).unwrap(), Some(d));
+        assert_eq!(
+            super::stored_deadline(Some(&Deadline::LongTerm.to_db())).unwrap(),
+            Some(Deadline::LongTerm)
+        );
+        assert_eq!(super::stored_deadline(None).unwrap(), None);
+        let e = super::stored_deadline(Some("明年"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("明年"), "{e}");
+    }
+
     /// Every pooled SQLite connection has the query planner stability guarantee on.
     #[tokio::test]
     async fn sqlite_connections_keep_their_plans() {
@@ -1482,18 +1520,11 @@ mod tests {
         }
         for conn in &mut conns {
             let mut handle = conn.lock_handle().await.expect("handle");
-            let mut on: std::ffi::c_int = -1;
-            // SAFETY: queries the setting (-1: leave it) of the locked, open connection.
-            let rc = unsafe {
-                libsqlite3_sys::sqlite3_db_config(
-                    handle.as_raw_handle().as_ptr(),
-                    libsqlite3_sys::SQLITE_DBCONFIG_ENABLE_QPSG,
-                    -1 as std::ffi::c_int,
-                    &mut on as *mut std::ffi::c_int,
-                )
-            };
-            assert_eq!(rc, libsqlite3_sys::SQLITE_OK);
-            assert_eq!(on, 1, "QPSG is on");
+            assert_eq!(
+                super::qpsg(handle.as_raw_handle(), -1),
+                Ok(true),
+                "QPSG is on"
+            );
         }
         drop(conns);
         store.close().await.unwrap();
