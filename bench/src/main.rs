@@ -666,7 +666,15 @@ fn run_measured(cmd: &mut Command, out: Option<&Path>) -> Result<(f64, i64), Str
         let msg = std::fs::read_to_string(&err_path).unwrap_or_default();
         return Err(format!("{cmd:?} failed: {}", msg.trim()));
     }
-    let _ = std::fs::remove_file(&err_path);
+    match std::env::var_os("RECTIFY_BENCH_LOGS") {
+        // Kept under the logs folder (see `instances`), named by the run's tag.
+        Some(d) => {
+            let _ = std::fs::rename(&err_path, Path::new(&d).join(format!("run-{tag}.err")));
+        }
+        None => {
+            let _ = std::fs::remove_file(&err_path);
+        }
+    }
     let rss = usage
         .trim()
         .parse::<i64>()
@@ -989,7 +997,14 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
         let cpu_before = machine_cpu();
         let t = Instant::now();
         let mut children = Vec::new();
+        // RECTIFY_BENCH_LOGS=DIR keeps each instance's log (for a timeline of the pass).
+        let logs = std::env::var_os("RECTIFY_BENCH_LOGS").map(PathBuf::from);
         for k in 0..count {
+            let log = |ext: &str| match &logs {
+                Some(d) => std::fs::File::create(d.join(format!("inst{count}-{k}.{ext}")))
+                    .map_or(Stdio::null(), Stdio::from),
+                None => Stdio::null(),
+            };
             let child = rectify(args, &url, &dir)
                 .arg("serve")
                 .env("HOSTNAME", format!("bench{k}"))
@@ -999,8 +1014,8 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
                 .env("RECTIFY_SMTP_PORT", smtp.port().to_string())
                 .env("RECTIFY__MAIL__MAX_CONNECTIONS", "4")
                 .env_remove("RECTIFY_MAIL_DIR")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log("out"))
+                .stderr(log("err"))
                 .spawn();
             if let Ok(c) = child {
                 children.push(c);

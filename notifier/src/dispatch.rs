@@ -84,6 +84,52 @@ pub fn backoff(attempts: i64) -> Duration {
     Duration::from_secs((30u64 << n.min(7)).min(3600))
 }
 
+/// At most this many due rows are read per pass (or shard).
+const DUE_LIMIT: u64 = 200_000;
+
+/// `serve` splits the reminder pass into this many shards of lead units. Each shard is claimed
+/// per fire (`remind/0` … `remind/11` in `jobs`), so instances share the planning: each plans
+/// the shards it wins. A unit's digest is planned whole in its unit's shard. A constant, not a
+/// setting: every instance must split the units alike.
+pub const SHARDS: usize = 12;
+
+/// The shard of a lead unit: FNV-1a of its code, so every instance and every version agrees.
+pub fn shard_of(unit: &str) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in unit.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % SHARDS as u64) as usize
+}
+
+/// The shard that plans an item led by `unit`: its unit's, and shard 0 for items with no lead
+/// unit or one unknown to the directory (they are skipped, once).
+pub fn home_shard(unit: Option<&str>, dir: &Directory) -> usize {
+    match unit {
+        Some(u) if dir.units.contains_key(u) => shard_of(u),
+        _ => 0,
+    }
+}
+
+/// The job name under which shard `s` of the reminder pass is claimed.
+pub fn shard_job(s: usize) -> String {
+    format!("{}/{s}", crate::jobs::Job::Remind.name())
+}
+
+/// The lead units whose due rows shard `s` reads (`home_shard`).
+fn shard_units(dir: &Directory, s: usize) -> rectify_schema::UnitSet {
+    rectify_schema::UnitSet {
+        units: dir
+            .units
+            .keys()
+            .filter(|u| shard_of(u) == s)
+            .cloned()
+            .collect(),
+        or_outside: (s == 0).then(|| dir.units.keys().cloned().collect()),
+    }
+}
+
 fn dedup(v: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     v.retain(|x| seen.insert(x.to_ascii_lowercase()));
@@ -205,11 +251,114 @@ impl Dispatcher {
             .collect())
     }
 
-    /// Decides and (unless `dry_run`) queues what is due at `now`.
+    /// Decides and (unless `dry_run`) queues what is due at `now`: the whole pass in one go
+    /// (`remind run`, previews); `serve` runs it in shards (`run_shards`).
     pub async fn plan_pass(
         &self,
         now: DateTime<Utc>,
         dry_run: bool,
+    ) -> Result<PassReport, StoreError> {
+        self.plan(now, dry_run, None).await
+    }
+
+    /// Plans and queues the reminders of shard `shard`'s lead units (see `shard_of`); the
+    /// failure report is left to whoever opened the fire (`open_pass`).
+    pub async fn plan_shard(
+        &self,
+        now: DateTime<Utc>,
+        shard: usize,
+    ) -> Result<PassReport, StoreError> {
+        self.plan(now, false, Some(shard)).await
+    }
+
+    /// What the instance that claimed a reminder fire does before the shards are planned:
+    /// queues the failure report (once per fire, not per shard), and when nothing is due, or
+    /// the fire is outside the send window, counts every shard of the fire as done, so that
+    /// no instance reads them for nothing. An idle fire costs what an idle `plan_pass` does.
+    pub async fn open_pass(
+        &self,
+        now: DateTime<Utc>,
+        fire: DateTime<Utc>,
+    ) -> Result<PassReport, StoreError> {
+        let mut report = PassReport::default();
+        let shards: Vec<String> = (0..SHARDS).map(shard_job).collect();
+        if let Err(why) = self.window_check(now) {
+            report.not_run = Some(why);
+            self.store
+                .close_shards(&shards, fire, &self.cfg.instance, now)
+                .await?;
+            return Ok(report);
+        }
+        let today = self.today(now);
+        let anything_due = self.store.any_due(today).await?;
+        let dir = self.store.directory().await?;
+        if let Some(m) = self.failure_report(&dir, today).await? {
+            self.store.queue_message(&m, &[], now).await?;
+            report.messages.push(m);
+        }
+        if !anything_due {
+            self.store
+                .close_shards(&shards, fire, &self.cfg.instance, now)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Plans every shard of the latest reminder fire that this instance can claim: none that
+    /// another instance has claimed for that fire, or is still planning from an earlier one.
+    /// Starts at a shard picked by the instance's name, so that instances starting together
+    /// do not all contend for the same first shard. Returns what the won shards queued, and
+    /// how many shards that was.
+    pub async fn run_shards(&self, now: DateTime<Utc>) -> Result<(PassReport, usize), StoreError> {
+        let mut total = PassReport::default();
+        let mut won = 0;
+        let Some(fire) = self
+            .store
+            .job_last_fire(crate::jobs::Job::Remind.name())
+            .await?
+        else {
+            return Ok((total, won));
+        };
+        let names: Vec<String> = (0..SHARDS).map(shard_job).collect();
+        let rows = self.store.job_rows(&names).await?;
+        let lease = chrono::Duration::from_std(self.cfg.lease)
+            .unwrap_or_else(|_| chrono::Duration::minutes(5));
+        let first = shard_of(&self.cfg.instance);
+        for k in 0..SHARDS {
+            let s = (first + k) % SHARDS;
+            let name = &names[s];
+            // A cheap look first; the claim below decides.
+            let open = rows
+                .get(name)
+                .is_none_or(|r| r.last_fire < fire && r.busy_until.is_none_or(|b| b <= now));
+            if !open
+                || !self
+                    .store
+                    .claim_shard(name, fire, &self.cfg.instance, now, now + lease)
+                    .await?
+            {
+                continue;
+            }
+            won += 1;
+            let planned = self.plan_shard(now, s).await;
+            // Free the shard even when planning failed: the next fire tries it again.
+            self.store
+                .finish_shard(name, fire, &self.cfg.instance)
+                .await?;
+            let r = planned?;
+            total.messages.extend(r.messages);
+            total.reminders_queued += r.reminders_queued;
+            total.skipped.extend(r.skipped);
+            total.not_run = total.not_run.or(r.not_run);
+        }
+        Ok((total, won))
+    }
+
+    async fn plan(
+        &self,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        shard: Option<usize>,
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         if let Err(why) = self.window_check(now) {
@@ -217,8 +366,22 @@ impl Dispatcher {
             return Ok(report);
         }
         let today = self.today(now);
-        let due = self.store.due_reminders(today, 200_000).await?;
+        let (due, dir) = match shard {
+            None => (self.store.due_reminders(today, DUE_LIMIT).await?, None),
+            Some(s) => {
+                let dir = self.store.directory().await?;
+                let set = shard_units(&dir, s);
+                let due = self
+                    .store
+                    .due_reminders_of(today, DUE_LIMIT, Some(&set))
+                    .await?;
+                (due, Some(dir))
+            }
+        };
         if due.is_empty() {
+            if shard.is_some() {
+                return Ok(report);
+            }
             // Nothing due; still tell the office about messages that could not be delivered.
             let dir = self.store.directory().await?;
             if let Some(m) = self.failure_report(&dir, today).await? {
@@ -235,7 +398,10 @@ impl Dispatcher {
         }
         let ids: Vec<ItemId> = by_item.keys().copied().collect();
         let items = self.store.items_by_ids(&ids).await?;
-        let dir = self.store.directory().await?;
+        let dir = match dir {
+            Some(d) => d,
+            None => self.store.directory().await?,
+        };
         let rounds = self.round_titles().await?;
 
         // Per item: the one reminder to send, and why the others are skipped.
@@ -247,6 +413,13 @@ impl Dispatcher {
                     .extend(rows.iter().map(|r| (r.id, "item_missing")));
                 continue;
             };
+            if let Some(s) = shard
+                && home_shard(item.lead_unit.as_deref(), &dir) != s
+            {
+                // Reassigned to another shard's unit since the rows were read: that shard
+                // (now, or at the next fire) sends it to the new unit.
+                continue;
+            }
             let (send, skipped) = remind::choose(rows, item, today);
             report
                 .skipped
@@ -288,7 +461,9 @@ impl Dispatcher {
             planned.push((self.digest(&unit, &rows, &dir, &rounds, today)?, ids));
         }
 
-        if let Some(m) = self.failure_report(&dir, today).await? {
+        if shard.is_none()
+            && let Some(m) = self.failure_report(&dir, today).await?
+        {
             planned.push((m, vec![]));
         }
 
@@ -525,10 +700,13 @@ impl Dispatcher {
             let now = start + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
             let lease =
                 chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(60));
+            let t_claim = std::time::Instant::now();
             let batch = self.store.claim_outbox(now, now + lease, token, 64).await?;
             if batch.is_empty() {
                 break;
             }
+            let claimed = batch.len();
+            let claim_ms = t_claim.elapsed().as_secs_f64() * 1e3;
             let today = self.today(now);
             // A message may have gone stale since it was queued (deadline moved, item closed):
             // a retried message, or one queued before the last minute, has its reminders checked
@@ -565,6 +743,8 @@ impl Dispatcher {
             // the due pass a third of its sending time (BENCHMARKS.md).
             let recording = tokio::sync::Mutex::new(());
             let recording = &recording;
+            let t_send = std::time::Instant::now();
+            let prepare_ms = (t_send - t_claim).as_secs_f64() * 1e3 - claim_ms;
             let results: Vec<(i64, i64, Delivery)> = futures::stream::iter(batch)
                 .map(|(m, body)| async move {
                     match stale {
@@ -654,7 +834,16 @@ impl Dispatcher {
                 .filter(|(_, _, r)| matches!(r, Delivery::Sent(_)))
                 .map(|(id, _, _)| *id)
                 .collect();
+            let t_settle = std::time::Instant::now();
             self.store.settle_sent(Some(&sent), now).await?;
+            tracing::debug!(
+                claimed,
+                claim_ms,
+                prepare_ms,
+                send_ms = (t_settle - t_send).as_secs_f64() * 1e3,
+                settle_ms = t_settle.elapsed().as_secs_f64() * 1e3,
+                "delivery batch"
+            );
             for (id, attempts, r) in results {
                 match r {
                     Delivery::Sent(_) => report.sent += 1,

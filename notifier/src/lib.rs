@@ -11,7 +11,9 @@ pub mod render;
 pub mod service;
 pub mod testing;
 
-pub use dispatch::{DeliveryReport, DispatchConfig, Dispatcher, PassReport};
+pub use dispatch::{
+    DeliveryReport, DispatchConfig, Dispatcher, PassReport, SHARDS, shard_job, shard_of,
+};
 pub use jobs::Job;
 pub use mail::{Mailer, TlsMode, TransportConfig};
 pub use service::{Clock, Schedules, Service, Stats};

@@ -4,7 +4,8 @@
 //! `poll` as a fallback), and when notified that the plan changed it runs the reminder pass at
 //! once (claimed like a fire, so woken instances run it once). Each fire is
 //! claimed in the database by (job, fire time), so several instances fire it once; after downtime a
-//! missed fire runs once, not once per missed tick.
+//! missed fire runs once, not once per missed tick. The reminder pass of a fire is then planned in
+//! shards of lead units, each claimed by one instance, so instances share the planning too.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -159,27 +160,17 @@ impl Service {
             };
             match job {
                 Job::Remind => {
-                    let report = self.dispatcher.plan_pass(now, false).await?;
+                    // This instance opened the fire; the shards are planned below, by every
+                    // instance that gets to them.
+                    let report = self.dispatcher.open_pass(now, fire).await?;
                     self.stats.passes.fetch_add(1, Relaxed);
-                    self.stats
-                        .skipped
-                        .fetch_add(report.skipped.len() as u64, Relaxed);
                     self.stats.last_pass_unix.store(now.timestamp(), Relaxed);
-                    let quiet = report.messages.is_empty() && report.skipped.is_empty();
-                    if quiet {
-                        tracing::debug!(
-                            not_run = report.not_run.as_deref().unwrap_or(""),
-                            "reminder pass: nothing due"
-                        );
-                        continue;
+                    if !report.messages.is_empty() {
+                        tracing::info!(messages = report.messages.len(), "failure report");
                     }
-                    tracing::info!(
-                        messages = report.messages.len(),
-                        reminders = report.reminders_queued,
-                        skipped = report.skipped.len(),
-                        not_run = report.not_run.as_deref().unwrap_or(""),
-                        "reminder pass"
-                    );
+                    if let Some(why) = &report.not_run {
+                        tracing::debug!(not_run = why.as_str(), "reminder pass: not run");
+                    }
                 }
                 other => {
                     let n = self.dispatcher.run_summary(*other, fire).await?;
@@ -187,6 +178,7 @@ impl Service {
                 }
             }
         }
+        self.plan_shards().await?;
         let started = std::time::Instant::now();
         // The clock again: the jobs above may have taken a while, and the leases taken now must
         // run from now.
@@ -208,6 +200,37 @@ impl Service {
                 "delivery"
             );
         }
+        Ok(())
+    }
+
+    /// Plans the shards of the latest reminder fire that no instance has taken yet, whichever
+    /// instance opened it (`Dispatcher::run_shards`).
+    async fn plan_shards(&self) -> Result<(), rectify_schema::StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.clock.now();
+        let (report, shards) = self.dispatcher.run_shards(now).await?;
+        if shards == 0 {
+            return Ok(());
+        }
+        if self.stats.last_pass_unix.load(Relaxed) < now.timestamp() {
+            // An instance that only planned shards ran a pass too.
+            self.stats.passes.fetch_add(1, Relaxed);
+            self.stats.last_pass_unix.store(now.timestamp(), Relaxed);
+        }
+        self.stats
+            .skipped
+            .fetch_add(report.skipped.len() as u64, Relaxed);
+        if report.messages.is_empty() && report.skipped.is_empty() {
+            tracing::debug!(shards, "reminder pass: nothing due");
+            return Ok(());
+        }
+        tracing::info!(
+            messages = report.messages.len(),
+            reminders = report.reminders_queued,
+            skipped = report.skipped.len(),
+            shards,
+            "reminder pass"
+        );
         Ok(())
     }
 

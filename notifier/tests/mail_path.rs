@@ -20,7 +20,8 @@ use rectify_engine::remind::ReminderPolicy;
 use rectify_engine::{Actor, Command, Deadline, Item, Lang, NewItem, Offset, Role, Source};
 use rectify_notifier::testing::{Received, SmtpServer};
 use rectify_notifier::{
-    DeliveryReport, DispatchConfig, Dispatcher, Job, Mailer, PassReport, TlsMode, TransportConfig,
+    DeliveryReport, DispatchConfig, Dispatcher, Job, Mailer, PassReport, SHARDS, TlsMode,
+    TransportConfig, shard_job, shard_of,
 };
 use rectify_schema::entity::{outbox, reminder};
 use rectify_schema::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -1409,6 +1410,188 @@ async fn a_job_fire_is_claimed_by_exactly_one_of_three_instances() {
         assert_eq!(race(monday).await, 0, "[{b}] an older fire never wins");
         store.close().await.expect("close");
         db.cleanup().await;
+    }
+}
+
+/// The sorted Message-IDs and skipped rows of a pass.
+fn pass_key(r: &PassReport) -> (Vec<String>, Vec<(i64, &'static str)>, usize) {
+    let mut ids: Vec<String> = r.messages.iter().map(|m| m.message_id.clone()).collect();
+    ids.sort();
+    let mut skipped = r.skipped.clone();
+    skipped.sort();
+    (ids, skipped, r.reminders_queued)
+}
+
+#[tokio::test]
+async fn the_shards_of_a_pass_together_queue_exactly_what_one_pass_queues() {
+    for db in TestDb::all().await {
+        let h = H::new(db, deadline_policy()).await;
+        let b = h.backend();
+        for (title, lead) in [
+            ("整改甲", "FGJ"),
+            ("整改乙", "FGJ"),
+            ("整改丙", "SFJ"),
+            ("整改丁", "CZJ"),
+            ("整改戊", "CZJ"),
+        ] {
+            h.item(title, lead, "2026-03-31", ASSIGNED).await;
+        }
+        // A lead unit the directory does not know (a hand-edited database): its rows are
+        // skipped by shard 0, once.
+        let orphan = h.item("整改己", "SFJ", "2026-03-31", ASSIGNED).await;
+        h.store
+            .execute_unprepared(&format!(
+                "UPDATE items SET lead_unit = 'GONE' WHERE id = {}",
+                orphan.id
+            ))
+            .await
+            .expect("orphan");
+        let now = at("2026-03-30T09:00:00+08:00");
+        let orphan_rows: Vec<i64> = h.reminders(orphan.id).await.iter().map(|r| r.id).collect();
+        let whole = h.d.plan_pass(now, true).await.expect("preview");
+        assert_eq!(whole.messages.len(), 3, "[{b}] three digests");
+        assert!(
+            whole
+                .skipped
+                .iter()
+                .any(|(_, why)| *why == "unit_has_no_email"),
+            "[{b}] the orphan is skipped: {:?}",
+            whole.skipped
+        );
+
+        let mut union = PassReport::default();
+        for s in 0..SHARDS {
+            let r = h.d.plan_shard(now, s).await.expect("shard");
+            for m in &r.messages {
+                let unit = m.unit_code.as_deref().expect("a digest's unit");
+                assert_eq!(
+                    shard_of(unit),
+                    s,
+                    "[{b}] {unit}'s digest came from shard {s}"
+                );
+            }
+            // The orphan's rows are skipped by shard 0, and only there.
+            let orphans = r
+                .skipped
+                .iter()
+                .filter(|(id, _)| orphan_rows.contains(id))
+                .count();
+            assert_eq!(orphans > 0, s == 0, "[{b}] shard {s}: {:?}", r.skipped);
+            union.messages.extend(r.messages);
+            union.skipped.extend(r.skipped);
+            union.reminders_queued += r.reminders_queued;
+        }
+        assert_eq!(pass_key(&union), pass_key(&whole), "[{b}]");
+        // Everything is queued: the shards again queue nothing, and one pass neither.
+        for s in 0..SHARDS {
+            let r = h.d.plan_shard(now, s).await.expect("shard again");
+            assert!(
+                r.messages.is_empty() && r.skipped.is_empty(),
+                "[{b}] shard {s}"
+            );
+        }
+        assert!(
+            h.d.plan_pass(now, false)
+                .await
+                .expect("pass")
+                .messages
+                .is_empty()
+        );
+        assert_eq!(h.deliver_at(now).await.sent, 3, "[{b}]");
+        assert_eq!(h.take().len(), 3, "[{b}]");
+        h.done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn instances_share_the_shards_of_a_fire_and_plan_each_once() {
+    for db in TestDb::all().await {
+        let h = H::new(db, deadline_policy()).await;
+        let b = h.backend();
+        for n in 0..12 {
+            let lead = ["FGJ", "SFJ", "CZJ"][n % 3];
+            h.item(&format!("整改{n}"), lead, "2026-03-31", ASSIGNED)
+                .await;
+        }
+        let now = at("2026-03-30T09:00:00+08:00");
+        let fire = at("2026-03-30T09:00:00+08:00");
+        let remind = Job::Remind.name();
+        assert!(h.store.claim_job(remind, fire, "one").await.expect("claim"));
+        // Three instances at once: every shard is planned by exactly one of them.
+        let runs: Vec<_> = (0..3)
+            .map(|n| {
+                let mut d = h.dispatcher(h.smtp.port());
+                d.cfg.instance = format!("instance-{n}");
+                tokio::spawn(async move { d.run_shards(now).await.expect("shards") })
+            })
+            .collect();
+        let mut won = 0;
+        let mut messages = Vec::new();
+        for r in runs {
+            let (report, n) = r.await.expect("task");
+            won += n;
+            messages.extend(report.messages.into_iter().map(|m| m.message_id));
+        }
+        assert_eq!(won, SHARDS, "[{b}] each shard once");
+        messages.sort();
+        let before = messages.len();
+        messages.dedup();
+        assert_eq!(messages.len(), before, "[{b}] no message planned twice");
+        assert_eq!(messages.len(), 3, "[{b}] a digest per unit");
+        // The same fire again: nothing left to claim.
+        let (_, again) = h.d.run_shards(now).await.expect("again");
+        assert_eq!(again, 0, "[{b}]");
+
+        // A shard still being planned from the last fire is not claimed for the next one;
+        // once finished (or its planner's lease has run out) it is.
+        let next = fire + secs(60);
+        assert!(h.store.claim_job(remind, next, "one").await.expect("claim"));
+        let busy = shard_job(0);
+        assert!(
+            h.store
+                .claim_shard(&busy, next, "slow", next, next + secs(600))
+                .await
+                .expect("claim shard")
+        );
+        let later = next + secs(120);
+        assert!(
+            h.store
+                .claim_job(remind, later, "one")
+                .await
+                .expect("claim")
+        );
+        assert!(
+            !h.store
+                .claim_shard(&busy, later, "other", later, later + secs(600))
+                .await
+                .expect("busy"),
+            "[{b}] busy"
+        );
+        let (_, n) = h.d.run_shards(later).await.expect("run");
+        assert_eq!(n, SHARDS - 1, "[{b}] all but the busy shard");
+        let expired = next + secs(601);
+        assert!(
+            h.store
+                .claim_shard(&busy, later, "other", expired, expired + secs(600))
+                .await
+                .expect("expired"),
+            "[{b}] a dead planner's shard is free once its lease ran out"
+        );
+        h.store
+            .finish_shard(&busy, later, "other")
+            .await
+            .expect("finish");
+        let rows = h.store.job_rows(std::slice::from_ref(&busy)).await.expect("rows");
+        assert_eq!(rows[&busy].busy_until, None, "[{b}] finished");
+
+        // A fire with nothing due closes every shard at once: no instance reads them.
+        let idle = later + secs(60);
+        assert!(h.store.claim_job(remind, idle, "one").await.expect("claim"));
+        let opened = h.d.open_pass(idle, idle).await.expect("open");
+        assert!(opened.messages.is_empty(), "[{b}]");
+        let (_, n) = h.d.run_shards(idle).await.expect("run");
+        assert_eq!(n, 0, "[{b}] nothing due: every shard closed");
+        h.done().await;
     }
 }
 

@@ -18,7 +18,7 @@ pub use sea_orm;
 
 pub use bulk::{BatchError, BatchItem, Bulk};
 pub use error::{ErrorClass, StoreError};
-pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner};
+pub use reminders::{Directory, NewMessage, PLAN_CHANNEL, Planner, UnitSet};
 pub use report_read::EventRow;
 pub use store::{
     AuditFinding, ConnectSettings, HistoryEntry, ItemFilter, Operator, Round, Store, Unit,

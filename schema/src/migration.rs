@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(M20261123_000004ReminderItemIndex),
             Box::new(M20261123_000005LeanerIndexes),
             Box::new(M20261201_000006OutboxBodies),
+            Box::new(M20261201_000007JobShards),
         ]
     }
 }
@@ -426,6 +427,32 @@ impl MigrationTrait for M20261201_000006OutboxBodies {
             Table::alter()
                 .table("outbox")
                 .drop_column("body_html")
+                .to_owned(),
+        )
+        .await
+    }
+}
+
+#[allow(non_camel_case_types)]
+pub struct M20261201_000007JobShards;
+
+impl MigrationName for M20261201_000007JobShards {
+    fn name(&self) -> &str {
+        "m20261201_000007_job_shards"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for M20261201_000007JobShards {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // The reminder pass is split into shards of lead units, each claimed per fire like a
+        // job (`remind/3`). A claimed shard stays busy until its planner finishes or this lease
+        // runs out, so the next fire does not plan the same units again while they are still
+        // being planned; a dead planner's shard is free again once its lease has run out.
+        m.alter_table(
+            Table::alter()
+                .table("jobs")
+                .add_column(timestamp_with_time_zone_null("busy_until"))
                 .to_owned(),
         )
         .await

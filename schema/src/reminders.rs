@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use rectify_engine::calendar::WorkCalendar;
 use rectify_engine::remind::{self, DueReminder, ReminderKind, ReminderPolicy};
 use rectify_engine::{Item, ItemId};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Cond, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, NotSet, QueryFilter,
     QueryOrder, QuerySelect, Set, Statement,
@@ -278,9 +278,52 @@ impl Store {
         today: NaiveDate,
         limit: u64,
     ) -> Result<Vec<(ItemId, DueReminder)>> {
-        let rows = reminder::Entity::find()
+        self.due_reminders_of(today, limit, None).await
+    }
+
+    /// Whether any reminder is due on or before `today`: one row of the due index.
+    pub async fn any_due(&self, today: NaiveDate) -> Result<bool> {
+        Ok(reminder::Entity::find()
+            .select_only()
+            .column(reminder::Column::Id)
             .filter(reminder::Column::State.eq("pending"))
             .filter(reminder::Column::SendOn.lte(date_str(today)))
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
+    /// Like `due_reminders`, only of the items led by one of `units` (all items: `None`).
+    /// Each due row looks up its item by primary key, so the cost follows the due rows, not
+    /// the units' items.
+    pub async fn due_reminders_of(
+        &self,
+        today: NaiveDate,
+        limit: u64,
+        units: Option<&UnitSet>,
+    ) -> Result<Vec<(ItemId, DueReminder)>> {
+        let mut find = reminder::Entity::find()
+            .filter(reminder::Column::State.eq("pending"))
+            .filter(reminder::Column::SendOn.lte(date_str(today)));
+        if let Some(set) = units {
+            let mut led = Cond::any().add(item::Column::LeadUnit.is_in(set.units.iter().cloned()));
+            if let Some(known) = &set.or_outside {
+                led = led
+                    .add(item::Column::LeadUnit.is_null())
+                    .add(item::Column::LeadUnit.is_not_in(known.iter().cloned()));
+            }
+            let mut sub = Query::select();
+            sub.expr(Expr::val(1))
+                .from(item::Entity)
+                .and_where(
+                    Expr::col((item::Entity, item::Column::Id))
+                        .equals((reminder::Entity, reminder::Column::ItemId)),
+                )
+                .cond_where(led);
+            find = find.filter(Expr::exists(sub));
+        }
+        let rows = find
             .order_by_asc(reminder::Column::SendOn)
             .order_by_asc(reminder::Column::Id)
             .limit(limit)
@@ -859,12 +902,10 @@ impl Store {
     /// first start).
     pub async fn ensure_job(&self, name: &str, fire: DateTime<Utc>) -> Result<()> {
         let backend = self.backend();
-        let (a, b) = match backend {
-            DbBackend::Postgres => ("$1", "$2"),
-            _ => ("?", "?"),
-        };
+        let p = placeholders(backend, 2);
         let sql = format!(
-            "INSERT INTO jobs (name, last_fire, claimed_by) VALUES ({a}, {b}, NULL) ON CONFLICT (name) DO NOTHING"
+            "INSERT INTO jobs (name, last_fire, claimed_by) VALUES ({}, {}, NULL) ON CONFLICT (name) DO NOTHING",
+            p[0], p[1]
         );
         self.db
             .execute_raw(Statement::from_sql_and_values(
@@ -880,12 +921,7 @@ impl Store {
     /// many instances try (one conditional upsert, no leader).
     pub async fn claim_job(&self, name: &str, fire: DateTime<Utc>, instance: &str) -> Result<bool> {
         let backend = self.backend();
-        let ph: Vec<String> = (1..=3)
-            .map(|n| match backend {
-                DbBackend::Postgres => format!("${n}"),
-                _ => "?".to_string(),
-            })
-            .collect();
+        let ph = placeholders(backend, 3);
         let sql = format!(
             "INSERT INTO jobs (name, last_fire, claimed_by) VALUES ({}, {}, {}) \
              ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire, claimed_by = excluded.claimed_by \
@@ -923,12 +959,143 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
+    /// The rows of the jobs named `names` that exist, by name.
+    pub async fn job_rows(&self, names: &[String]) -> Result<HashMap<String, job::Model>> {
+        Ok(job::Entity::find()
+            .filter(job::Column::Name.is_in(names.iter().cloned()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|j| (j.name.clone(), j))
+            .collect())
+    }
+
+    /// Claims shard `name` of a job for its fire at `fire`: true for exactly one caller, and
+    /// only while no one is still working on the shard (a claim marks it busy until
+    /// `busy_until`, `finish_shard` clears it; a busy mark older than `now` is a dead claimant's
+    /// and no longer counts).
+    pub async fn claim_shard(
+        &self,
+        name: &str,
+        fire: DateTime<Utc>,
+        instance: &str,
+        now: DateTime<Utc>,
+        busy_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let backend = self.backend();
+        let p = placeholders(backend, 5);
+        let sql = format!(
+            "INSERT INTO jobs (name, last_fire, claimed_by, busy_until) VALUES ({}, {}, {}, {}) \
+             ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire, \
+             claimed_by = excluded.claimed_by, busy_until = excluded.busy_until \
+             WHERE jobs.last_fire < excluded.last_fire \
+             AND (jobs.busy_until IS NULL OR jobs.busy_until <= {})",
+            p[0], p[1], p[2], p[3], p[4]
+        );
+        let r = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    name.into(),
+                    now_for_store(fire).into(),
+                    instance.into(),
+                    now_for_store(busy_until).into(),
+                    now_for_store(now).into(),
+                ],
+            ))
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Marks shard `name`, claimed by `instance` for `fire`, as finished (no longer busy).
+    pub async fn finish_shard(
+        &self,
+        name: &str,
+        fire: DateTime<Utc>,
+        instance: &str,
+    ) -> Result<()> {
+        job::Entity::update_many()
+            .col_expr(
+                job::Column::BusyUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(job::Column::Name.eq(name))
+            .filter(job::Column::LastFire.eq(now_for_store(fire)))
+            .filter(job::Column::ClaimedBy.eq(instance))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Counts the fire at `fire` as done for every shard in `names` that no one is working on
+    /// (the pass found nothing due): one statement instead of a claim per shard.
+    pub async fn close_shards(
+        &self,
+        names: &[String],
+        fire: DateTime<Utc>,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.backend();
+        // Placeholders in text order (SQLite's `?` are positional): three per row, then `now`.
+        let p = placeholders(backend, 3 * names.len() + 1);
+        let rows: Vec<String> = p[..3 * names.len()]
+            .chunks(3)
+            .map(|c| format!("({}, {}, {}, NULL)", c[0], c[1], c[2]))
+            .collect();
+        let sql = format!(
+            "INSERT INTO jobs (name, last_fire, claimed_by, busy_until) VALUES {} \
+             ON CONFLICT (name) DO UPDATE SET last_fire = excluded.last_fire, \
+             claimed_by = excluded.claimed_by, busy_until = NULL \
+             WHERE jobs.last_fire < excluded.last_fire \
+             AND (jobs.busy_until IS NULL OR jobs.busy_until <= {})",
+            rows.join(", "),
+            p[3 * names.len()]
+        );
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(p.len());
+        for n in names {
+            values.push(n.as_str().into());
+            values.push(now_for_store(fire).into());
+            values.push(instance.into());
+        }
+        values.push(now_for_store(now).into());
+        let r = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        Ok(r.rows_affected())
+    }
+
     pub async fn job_last_fire(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(job::Entity::find_by_id(name.to_string())
             .one(&self.db)
             .await?
             .map(|j| j.last_fire))
     }
+}
+
+/// Which items' reminders a sharded pass reads: those led by one of `units`, and with
+/// `or_outside` also those with no lead unit or one that is not among the listed known units
+/// (they are skipped, and some shard must skip them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitSet {
+    pub units: Vec<String>,
+    pub or_outside: Option<Vec<String>>,
+}
+
+/// `n` bind placeholders in the backend's syntax.
+fn placeholders(backend: DbBackend, n: usize) -> Vec<String> {
+    (1..=n)
+        .map(|i| match backend {
+            DbBackend::Postgres => format!("${i}"),
+            _ => "?".to_string(),
+        })
+        .collect()
 }
 
 /// The row of one planned reminder, as it is first written (pending).

@@ -398,8 +398,17 @@ impl Store {
                 .busy_timeout(busy)
                 .foreign_keys(true)
         });
+        let tls_chosen = tls_chosen(&settings.url);
         opts.map_sqlx_postgres_opts(move |o| {
-            o.options([("statement_timeout", stmt_timeout_ms.as_str())])
+            let o = o.options([("statement_timeout", stmt_timeout_ms.as_str())]);
+            // On loopback, TLS protects nothing and cost every new connection ~90 ms here: sqlx
+            // sets no TCP_NODELAY before the handshake, so two of its writes each waited for
+            // the server's delayed ACK. A URL or PGSSLMODE that names a mode is followed.
+            if !tls_chosen && is_loopback(o.get_host()) {
+                o.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)
+            } else {
+                o
+            }
         });
         // Every SQLite connection with the query planner stability guarantee (see
         // `stable_plans`).
@@ -1427,6 +1436,19 @@ fn failpoint_delay() {
 /// delayed ACK, about 40 ms. An import of 10,000 ledger rows spent 8 of its 9 s in such waits.
 /// The sockets of this process are its database connections, the SMTP connections (already
 /// without delay) and the metrics listener, so setting it on all of them is safe.
+/// Whether the connection's TLS mode was chosen: `sslmode` in the URL, or `PGSSLMODE`.
+fn tls_chosen(url: &str) -> bool {
+    url.to_ascii_lowercase().contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some()
+}
+
+/// Whether `host` names this machine: `localhost` or a loopback address.
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_matches(['[', ']']);
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 pub fn tcp_nodelay_everywhere() {
     #[cfg(target_os = "linux")]
     {
@@ -1488,6 +1510,89 @@ pub fn tcp_nodelay_everywhere() {
 #[cfg(test)]
 mod tests {
     use crate::testing::TestDb;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(super::is_loopback(h), "{h}");
+        }
+        for h in [
+            "db.example.gov.cn",
+            "10.0.0.5",
+            "::2",
+            "localhost.example",
+            "",
+        ] {
+            assert!(!super::is_loopback(h), "{h}");
+        }
+        assert!(super::tls_chosen(
+            "postgres://u@127.0.0.1/db?sslmode=require"
+        ));
+        assert!(super::tls_chosen(
+            "postgres://u@127.0.0.1/db?SSLMODE=prefer"
+        ));
+    }
+
+    /// A loopback PostgreSQL connection goes without TLS unless the URL asks for a mode; a URL
+    /// that asks for TLS gets it (when the server offers it).
+    #[tokio::test]
+    async fn loopback_connections_skip_tls_unless_asked() {
+        use sea_orm::ConnectionTrait;
+        let Some(db) = TestDb::postgres().await else {
+            return;
+        };
+        if super::tls_chosen(&db.url) {
+            db.cleanup().await;
+            return;
+        }
+        let ssl = |store: super::Store| async move {
+            let row = store
+                .db()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                ))
+                .await
+                .expect("query")
+                .expect("a row");
+            let v: String = row.try_get("", "ssl").expect("ssl");
+            store.close().await.expect("close");
+            v
+        };
+        assert_eq!(ssl(db.store().await).await, "false", "loopback: no TLS");
+        let offered = {
+            let store = db.store().await;
+            let row = store
+                .db()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SHOW ssl",
+                ))
+                .await
+                .expect("show ssl")
+                .expect("a row");
+            let v: String = row.try_get("", "ssl").expect("ssl");
+            store.close().await.expect("close");
+            v == "on"
+        };
+        if offered {
+            let sep = if db.url.contains('?') { '&' } else { '?' };
+            let mut settings = db.settings();
+            settings.url = format!("{}{sep}sslmode=require", db.url);
+            let store = super::Store::connect(&settings)
+                .await
+                .expect("connect with TLS");
+            assert_eq!(ssl(store).await, "true", "sslmode=require is followed");
+        }
+        db.cleanup().await;
+    }
 
     /// A stored deadline is read back as written; one that is not readable is an error that
     /// quotes it, not a missing deadline.

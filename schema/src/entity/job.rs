@@ -10,6 +10,8 @@ pub struct Model {
     pub name: String,
     pub last_fire: DateTimeUtc,
     pub claimed_by: Option<String>,
+    /// A claimed shard of a job is being worked on until then (NULL: idle).
+    pub busy_until: Option<DateTimeUtc>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}
