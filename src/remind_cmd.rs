@@ -159,13 +159,13 @@ pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
     let report = d.plan_pass(at, dry).await.lang(app.lang)?;
     let plan_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    let delivery = if dry {
-        None
+    let (delivery, timing) = if dry {
+        (None, None)
     } else {
         let token = format!("cli-{}", std::process::id());
-        let r = d.deliver(at, &token).await.lang(app.lang)?;
+        let (r, t) = d.deliver_timed(at, &token).await.lang(app.lang)?;
         d.store.release_leases(&token).await.lang(app.lang)?;
-        Some(r)
+        (Some(r), Some(t))
     };
     let deliver_seconds = started.elapsed().as_secs_f64();
     let l = app.lang;
@@ -186,6 +186,9 @@ pub async fn remind(app: &App, c: RemindCmd) -> CliResult {
                 "failed": delivery.as_ref().map(|d| d.failed),
                 "plan_seconds": plan_seconds,
                 "deliver_seconds": deliver_seconds,
+                // Of which: sending and recording each message, then settling reminder rows.
+                "send_seconds": timing.map(|t| t.sending.as_secs_f64()),
+                "settle_seconds": timing.map(|t| t.settling.as_secs_f64()),
             })
         );
         return Ok(());

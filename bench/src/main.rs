@@ -404,11 +404,18 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
     // The digests' sending rate over the delivery phase the binary reports.
     let deliver_s = report["deliver_seconds"].as_f64().unwrap_or(wall).max(1e-6);
     let plan_s = report["plan_seconds"].as_f64().unwrap_or(0.0);
-    let emails_per_s = got as f64 / deliver_s;
+    // Sending: until the last message was accepted and recorded; the settling of reminder
+    // rows after it is bookkeeping, reported apart.
+    let send_s = report["send_seconds"]
+        .as_f64()
+        .unwrap_or(deliver_s)
+        .max(1e-6);
+    let settle_s = report["settle_seconds"].as_f64().unwrap_or(0.0);
+    let emails_per_s = got as f64 / send_s;
     rows.push(Row {
         scenario: format!("due pass: {items} items, {units} units (binary, from process start)"),
         measured: format!(
-            "{wall:.2} s ({plan_s:.2} s planning, {deliver_s:.2} s sending), {per_s:.0} items/s, {got} digests received ({sent} reported sent)"
+            "{wall:.2} s ({plan_s:.2} s planning, {deliver_s:.2} s delivering: {send_s:.2} s sending, {settle_s:.2} s settling reminder rows), {per_s:.0} items/s, {got} digests received ({sent} reported sent)"
         ),
         target: "≤ 2 s, ≥ 5000 items/s".into(),
         verdict: verdict(wall <= 2.0 && got == units),

@@ -1581,7 +1581,11 @@ async fn instances_share_the_shards_of_a_fire_and_plan_each_once() {
             .finish_shard(&busy, later, "other")
             .await
             .expect("finish");
-        let rows = h.store.job_rows(std::slice::from_ref(&busy)).await.expect("rows");
+        let rows = h
+            .store
+            .job_rows(std::slice::from_ref(&busy))
+            .await
+            .expect("rows");
         assert_eq!(rows[&busy].busy_until, None, "[{b}] finished");
 
         // A fire with nothing due closes every shard at once: no instance reads them.

@@ -286,7 +286,7 @@ impl Store {
         Ok(reminder::Entity::find()
             .select_only()
             .column(reminder::Column::Id)
-            .filter(reminder::Column::State.eq("pending"))
+            .filter(state_is("pending"))
             .filter(reminder::Column::SendOn.lte(date_str(today)))
             .into_tuple::<i64>()
             .one(&self.db)
@@ -303,32 +303,7 @@ impl Store {
         limit: u64,
         units: Option<&UnitSet>,
     ) -> Result<Vec<(ItemId, DueReminder)>> {
-        let mut find = reminder::Entity::find()
-            .filter(reminder::Column::State.eq("pending"))
-            .filter(reminder::Column::SendOn.lte(date_str(today)));
-        if let Some(set) = units {
-            let mut led = Cond::any().add(item::Column::LeadUnit.is_in(set.units.iter().cloned()));
-            if let Some(known) = &set.or_outside {
-                led = led
-                    .add(item::Column::LeadUnit.is_null())
-                    .add(item::Column::LeadUnit.is_not_in(known.iter().cloned()));
-            }
-            let mut sub = Query::select();
-            sub.expr(Expr::val(1))
-                .from(item::Entity)
-                .and_where(
-                    Expr::col((item::Entity, item::Column::Id))
-                        .equals((reminder::Entity, reminder::Column::ItemId)),
-                )
-                .cond_where(led);
-            find = find.filter(Expr::exists(sub));
-        }
-        let rows = find
-            .order_by_asc(reminder::Column::SendOn)
-            .order_by_asc(reminder::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await?;
+        let rows = due_select(today, limit, units).all(&self.db).await?;
         Ok(rows.into_iter().filter_map(due_of).collect())
     }
 
@@ -336,7 +311,7 @@ impl Store {
     pub async fn pending_reminders(&self) -> Result<u64> {
         use sea_orm::PaginatorTrait;
         Ok(reminder::Entity::find()
-            .filter(reminder::Column::State.eq("pending"))
+            .filter(state_is("pending"))
             .count(&self.db)
             .await?)
     }
@@ -368,7 +343,7 @@ impl Store {
     /// The earliest date a pending reminder is due, for the scheduler's sleep.
     pub async fn next_reminder_date(&self) -> Result<Option<NaiveDate>> {
         let r = reminder::Entity::find()
-            .filter(reminder::Column::State.eq("pending"))
+            .filter(state_is("pending"))
             .order_by_asc(reminder::Column::SendOn)
             .one(&self.db)
             .await?;
@@ -614,14 +589,8 @@ impl Store {
         let ids: Vec<i64> = match outbox_ids {
             Some(ids) => ids.to_vec(),
             None => {
-                let queued: Vec<Option<i64>> = reminder::Entity::find()
-                    .select_only()
-                    .column(reminder::Column::OutboxId)
-                    .distinct()
-                    .filter(reminder::Column::State.eq("queued"))
-                    .into_tuple()
-                    .all(&self.db)
-                    .await?;
+                let queued: Vec<Option<i64>> =
+                    queued_messages_select().into_tuple().all(&self.db).await?;
                 let queued: Vec<i64> = queued.into_iter().flatten().collect();
                 let mut sent = Vec::new();
                 for chunk in queued.chunks(500) {
@@ -652,7 +621,7 @@ impl Store {
                 .column(reminder::Column::ItemId)
                 .distinct()
                 .filter(reminder::Column::OutboxId.is_in(chunk.to_vec()))
-                .filter(reminder::Column::State.eq("queued"))
+                .filter(state_is("queued"))
                 .filter(reminder::Column::Kind.eq(ReminderKind::Overdue.as_str()))
                 .into_tuple()
                 .all(&txn)
@@ -669,7 +638,7 @@ impl Store {
                     reminder::Column::OutboxId
                         .in_subquery(sea_orm::QueryTrait::into_query(sent_messages)),
                 )
-                .filter(reminder::Column::State.eq("queued"))
+                .filter(state_is("queued"))
                 .exec(&txn)
                 .await?
                 .rows_affected;
@@ -696,11 +665,9 @@ impl Store {
     ) -> Result<HashMap<i64, Vec<(ItemId, DueReminder)>>> {
         let mut out: HashMap<i64, Vec<(ItemId, DueReminder)>> = HashMap::new();
         for chunk in outbox_ids.chunks(500) {
-            let rows = reminder::Entity::find()
-                .filter(reminder::Column::OutboxId.is_in(chunk.to_vec()))
-                .order_by_asc(reminder::Column::Id)
-                .all(&self.db)
-                .await?;
+            // The rows the message still carries: queued ones (a sent message's rows are
+            // settled, a withdrawn one's requeued or skipped).
+            let rows = carried_select(chunk).all(&self.db).await?;
             for r in rows {
                 let Some(outbox_id) = r.outbox_id else {
                     continue;
@@ -1077,6 +1044,63 @@ impl Store {
             .await?
             .map(|j| j.last_fire))
     }
+}
+
+/// `reminders.state = '…'` with the state written into the SQL, not bound: the partial indexes
+/// on pending and on queued rows (migration 9) serve a query only when its WHERE states their
+/// predicate, which both engines decide when planning, before any value is bound.
+pub(crate) fn state_is(state: &'static str) -> sea_orm::sea_query::SimpleExpr {
+    debug_assert!(state.chars().all(|c| c.is_ascii_lowercase()));
+    Expr::col((reminder::Entity, reminder::Column::State)).eq(Expr::cust(format!("'{state}'")))
+}
+
+/// The due rows' query (see `Store::due_reminders_of`): the partial index on pending rows,
+/// in (send_on, id) order.
+pub fn due_select(
+    today: NaiveDate,
+    limit: u64,
+    units: Option<&UnitSet>,
+) -> sea_orm::Select<reminder::Entity> {
+    let mut find = reminder::Entity::find()
+        .filter(state_is("pending"))
+        .filter(reminder::Column::SendOn.lte(date_str(today)));
+    if let Some(set) = units {
+        let mut led = Cond::any().add(item::Column::LeadUnit.is_in(set.units.iter().cloned()));
+        if let Some(known) = &set.or_outside {
+            led = led
+                .add(item::Column::LeadUnit.is_null())
+                .add(item::Column::LeadUnit.is_not_in(known.iter().cloned()));
+        }
+        let mut sub = Query::select();
+        sub.expr(Expr::val(1))
+            .from(item::Entity)
+            .and_where(
+                Expr::col((item::Entity, item::Column::Id))
+                    .equals((reminder::Entity, reminder::Column::ItemId)),
+            )
+            .cond_where(led);
+        find = find.filter(Expr::exists(sub));
+    }
+    find.order_by_asc(reminder::Column::SendOn)
+        .order_by_asc(reminder::Column::Id)
+        .limit(limit)
+}
+
+/// The messages that carry queued reminder rows (the partial index on queued rows).
+pub fn queued_messages_select() -> sea_orm::Select<reminder::Entity> {
+    reminder::Entity::find()
+        .select_only()
+        .column(reminder::Column::OutboxId)
+        .distinct()
+        .filter(state_is("queued"))
+}
+
+/// The queued reminder rows of messages `outbox_ids` (the partial index on queued rows).
+pub fn carried_select(outbox_ids: &[i64]) -> sea_orm::Select<reminder::Entity> {
+    reminder::Entity::find()
+        .filter(reminder::Column::OutboxId.is_in(outbox_ids.to_vec()))
+        .filter(state_is("queued"))
+        .order_by_asc(reminder::Column::Id)
 }
 
 /// Which items' reminders a sharded pass reads: those led by one of `units`, and with
