@@ -18,8 +18,8 @@ use rectify_engine::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, NotSet, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, NotSet, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -415,8 +415,13 @@ impl Store {
         opts.map_sqlx_sqlite_pool_opts(|p| {
             p.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    let mut handle = conn.lock_handle().await?;
-                    stable_plans(handle.as_raw_handle());
+                    {
+                        let mut handle = conn.lock_handle().await?;
+                        stable_plans(handle.as_raw_handle());
+                    }
+                    sea_orm::sqlx::raw_sql(VERSION_GUARD)
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             })
@@ -868,6 +873,12 @@ impl Store {
             .decide(&self.db, &model, command, actor, now, today)
             .await?;
         failpoint_delay();
+        if outcome.event.evidence.is_empty() {
+            let statements =
+                self.decided_statements(&model, &current, &outcome, command, actor, now, today);
+            self.write_in_one_call(id, statements).await?;
+            return Ok(outcome.item);
+        }
         let txn = self.begin_write().await?;
         match self
             .write_decided(&txn, &model, &current, &outcome, command, actor, now, today)
@@ -991,6 +1002,140 @@ impl Store {
         Ok(())
     }
 
+    /// What `write_decided` writes for a command without evidence files, as statements: the
+    /// version-checked item UPDATE (first), the version guard (SQLite), the event, the reminder
+    /// plan when it changed (with its NOTIFY on PostgreSQL), the extension rows.
+    #[allow(clippy::too_many_arguments)]
+    fn decided_statements(
+        &self,
+        model: &item::Model,
+        current: &Item,
+        outcome: &Outcome,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Vec<Statement> {
+        use sea_orm::QueryTrait;
+        let backend = self.backend();
+        let id = model.id;
+        let link = event_link(id, model.head_seq, &model.head_hash, outcome);
+        let (planned, plan_key) = self.plan_for(&outcome.item, today);
+        let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
+        let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
+        columns.plan_key = Set(Some(plan_key));
+        let mut out = vec![
+            item::Entity::update_many()
+                .set(changed_columns(columns, model))
+                .filter(item::Column::Id.eq(id))
+                .filter(item::Column::Version.eq(current.version))
+                .build(backend),
+            event::Entity::insert(link.row).build(backend),
+        ];
+        if backend == DbBackend::Sqlite {
+            out.insert(
+                1,
+                Statement::from_string(
+                    backend,
+                    "INSERT INTO rectify_guard (ok) VALUES (changes())",
+                ),
+            );
+        }
+        if replan {
+            out.extend(self.plan_statements(&outcome.item, &planned, now));
+        }
+        out.extend(self.extension_statements(current, outcome, command, actor, now));
+        out
+    }
+
+    /// Writes a command's `decided_statements` in one call to the database (see
+    /// `write_at_once` and `write_as_one_statement`); a conflict when the item changed since
+    /// it was read, and then nothing is written.
+    async fn write_in_one_call(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
+        match self.backend() {
+            DbBackend::Sqlite => self.write_at_once(id, statements).await,
+            _ => self.write_as_one_statement(id, statements).await,
+        }
+    }
+
+    /// SQLite: runs `statements` as one write transaction in one call to the driver
+    /// (`BEGIN IMMEDIATE; …; COMMIT`), instead of a call for BEGIN, for each statement and for
+    /// COMMIT: sqlx runs every call on the connection's worker thread, and the hand-offs were
+    /// most of a command's time (BENCHMARKS.md). The version guard after the item UPDATE
+    /// (`VERSION_GUARD`) aborts the rest when the item changed since it was read.
+    ///
+    /// A failed statement leaves the transaction open on its connection: it is rolled back on
+    /// that connection before the connection goes back to the pool, or the connection is
+    /// closed (SQLite rolls back on close). A caller that gives up midway (its future dropped)
+    /// closes the connection too (`InterruptedCloses`), so no connection ever returns to the
+    /// pool inside a transaction.
+    async fn write_at_once(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        let mut values = Vec::new();
+        for st in statements {
+            sql.push_str(&st.sql);
+            sql.push_str(";\n");
+            if let Some(v) = st.values {
+                values.extend(v.0);
+            }
+        }
+        sql.push_str("COMMIT");
+        let pool = self.db.get_sqlite_connection_pool();
+        let mut conn = InterruptedCloses(Some(pool.acquire().await.map_err(sqlx_err)?));
+        let c = conn.0.as_mut().expect("held");
+        let r = sea_orm::sqlx::query_with(
+            sea_orm::sqlx::AssertSqlSafe(sql),
+            sea_query_sqlx::SqlxValues(sea_orm::sea_query::Values(values)),
+        )
+        .execute(&mut **c)
+        .await
+        .map(|_| ());
+        if r.is_err() {
+            let open = {
+                let mut h = c.lock_handle().await.map_err(sqlx_err)?;
+                // SAFETY: the handle is locked for us; the call only reads its state.
+                unsafe { libsqlite3_sys::sqlite3_get_autocommit(h.as_raw_handle().as_ptr()) == 0 }
+            };
+            if open
+                && sea_orm::sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut **c)
+                    .await
+                    .is_err()
+            {
+                // Dropped without `finish`: closed, not returned to the pool.
+                return r.map_err(sqlx_err);
+            }
+        }
+        conn.finish();
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.to_string().contains(VERSION_CONFLICT) => {
+                Err(StoreError::Conflict { item: id })
+            }
+            Err(e) => Err(sqlx_err(e)),
+        }
+    }
+
+    /// PostgreSQL: runs a command's writes as one statement in one round trip, instead of
+    /// BEGIN, a statement each and COMMIT (eight round trips for a command that re-plans). The
+    /// item UPDATE (the first statement, version-checked) becomes a data-modifying `WITH`
+    /// whose row every other statement requires (`one_statement`): when the item changed since
+    /// it was read, nothing is written and the item is reported in conflict. One statement is
+    /// one transaction; the NOTIFY of a changed plan goes with it (`pg_notify`).
+    async fn write_as_one_statement(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
+        let st = one_statement(statements);
+        let row = self
+            .db
+            .query_one_raw(st)
+            .await?
+            .ok_or(StoreError::Conflict { item: id })?;
+        let updated: i64 = row.try_get("", "updated")?;
+        if updated != 1 {
+            return Err(StoreError::Conflict { item: id });
+        }
+        Ok(())
+    }
+
     /// Keeps the extensions table (the office's list of requests and decisions) in step.
     async fn record_extension(
         &self,
@@ -1001,10 +1146,30 @@ impl Store {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<()> {
+        let statements = self.extension_statements(before, outcome, command, actor, now);
+        crate::reminders::run_statements(txn, statements).await
+    }
+
+    /// The statements that keep the extensions table in step with a command: a request adds a
+    /// row; any command that clears a pending request decides it (approve, refuse, or a state
+    /// change that makes it moot: reassign, cancel, close).
+    fn extension_statements(
+        &self,
+        before: &Item,
+        outcome: &Outcome,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Vec<Statement> {
+        use sea_orm::QueryTrait;
+        let backend = self.backend();
         match command {
-            Command::RequestExtension { .. } => {
-                if let Some(p) = &outcome.item.pending_extension {
-                    extension::ActiveModel {
+            Command::RequestExtension { .. } => outcome
+                .item
+                .pending_extension
+                .as_ref()
+                .map(|p| {
+                    extension::Entity::insert(extension::ActiveModel {
                         id: NotSet,
                         item_id: Set(before.id),
                         from_deadline: Set(before.deadline.map(|d| d.to_db()).unwrap_or_default()),
@@ -1016,20 +1181,18 @@ impl Store {
                         decided_by: Set(None),
                         decided_at: Set(None),
                         note: Set(None),
-                    }
-                    .insert(txn)
-                    .await?;
-                }
-            }
-            _ => {
-                // Any command that clears a pending request decides it: approve, refuse, or a
-                // state change that makes it moot (reassign, cancel, close).
-                if before.pending_extension.is_some() && outcome.item.pending_extension.is_none() {
-                    let (state, note) = match command {
-                        Command::ApproveExtension { note } => ("approved", note.clone()),
-                        Command::RefuseExtension { note } => ("refused", note.clone()),
-                        _ => ("withdrawn", Some(outcome.event.kind.to_string())),
-                    };
+                    })
+                    .build(backend)
+                })
+                .into_iter()
+                .collect(),
+            _ if before.pending_extension.is_some() && outcome.item.pending_extension.is_none() => {
+                let (state, note) = match command {
+                    Command::ApproveExtension { note } => ("approved", note.clone()),
+                    Command::RefuseExtension { note } => ("refused", note.clone()),
+                    _ => ("withdrawn", Some(outcome.event.kind.to_string())),
+                };
+                vec![
                     extension::Entity::update_many()
                         .col_expr(extension::Column::State, Expr::value(state))
                         .col_expr(
@@ -1040,12 +1203,11 @@ impl Store {
                         .col_expr(extension::Column::Note, Expr::value(note))
                         .filter(extension::Column::ItemId.eq(before.id))
                         .filter(extension::Column::State.eq("pending"))
-                        .exec(txn)
-                        .await?;
-                }
+                        .build(backend),
+                ]
             }
+            _ => Vec::new(),
         }
-        Ok(())
     }
 
     /// The item an extension request belongs to, if the request is still waiting.
@@ -1429,13 +1591,126 @@ fn failpoint_delay() {
     }
 }
 
-/// Sets TCP_NODELAY on every TCP socket of this process (Linux; elsewhere nothing).
-///
-/// sqlx 0.9 does not set it on its PostgreSQL connections, and it writes some statements in
-/// more than one piece: Nagle's algorithm then holds the last piece back until the server's
-/// delayed ACK, about 40 ms. An import of 10,000 ledger rows spent 8 of its 9 s in such waits.
-/// The sockets of this process are its database connections, the SMTP connections (already
-/// without delay) and the metrics listener, so setting it on all of them is safe.
+/// PostgreSQL statements (sea-query's, numbered from `$1` each) as one: the first, an UPDATE,
+/// becomes `WITH u AS (… RETURNING 1)`, and each other statement a data-modifying `WITH` that
+/// writes only when `u` has its row (UPDATE: `… AND EXISTS (SELECT 1 FROM u)`; INSERT … VALUES:
+/// `INSERT … SELECT * FROM (VALUES …) AS v WHERE EXISTS (…)`). A `NOTIFY` becomes
+/// `pg_notify`, also only when `u` has its row. Selects `updated`: 1, or 0 on a conflict.
+fn one_statement(statements: Vec<Statement>) -> Statement {
+    let mut sql = String::from("WITH ");
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut notify = None;
+    let mut n = 0;
+    for (k, st) in statements.into_iter().enumerate() {
+        let offset = values.len();
+        if let Some(v) = st.values {
+            values.extend(v.0);
+        }
+        if let Some(channel) = st.sql.strip_prefix("NOTIFY ") {
+            notify = Some(channel.trim().to_string());
+            continue;
+        }
+        let body = renumber(&st.sql, offset);
+        if k == 0 {
+            sql.push_str(&format!("u AS ({body} RETURNING 1)"));
+            continue;
+        }
+        let guarded = if let Some(i) = body.find(" VALUES ") {
+            let (head, tail) = body.split_at(i);
+            let tail = &tail[" VALUES ".len()..];
+            let (rows, rest) = match tail.find(" ON CONFLICT ") {
+                Some(j) => tail.split_at(j),
+                None => (tail, ""),
+            };
+            format!(
+                "{head} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM u){rest}"
+            )
+        } else if body.contains(" WHERE ") {
+            format!("{body} AND EXISTS (SELECT 1 FROM u)")
+        } else {
+            format!("{body} WHERE EXISTS (SELECT 1 FROM u)")
+        };
+        n += 1;
+        sql.push_str(&format!(", s{n} AS ({guarded})"));
+    }
+    match notify {
+        Some(channel) => sql.push_str(&format!(
+            ", nt AS (SELECT pg_notify('{channel}', '') FROM u) \
+             SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM nt) AS notified"
+        )),
+        None => sql.push_str(" SELECT count(*) AS updated FROM u"),
+    }
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// `sql` with its placeholders `$1`, `$2`… moved up by `offset` (outside quoted text).
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                let mut num = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    num.push(*d);
+                    chars.next();
+                }
+                let n: usize = num.parse().unwrap_or(0);
+                out.push_str(&format!("${}", n + offset));
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// A pooled connection that is closed, not returned to the pool, unless `finish` was called:
+/// dropped midway through `Store::write_at_once`, it may be inside the call's transaction.
+struct InterruptedCloses(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>>);
+
+impl InterruptedCloses {
+    fn finish(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for InterruptedCloses {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            c.close_on_drop();
+        }
+    }
+}
+
+fn sqlx_err(e: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(e),
+    )))
+}
+
+/// The message of the version guard's abort (see `VERSION_GUARD`).
+const VERSION_CONFLICT: &str = "rectify: the item changed since it was read";
+
+/// Set up on every SQLite connection: inserting into `rectify_guard` anything but 1 aborts
+/// the statement with `VERSION_CONFLICT`. `Store::write_at_once` inserts `changes()` right
+/// after the version-checked item UPDATE, so a command whose item changed meanwhile writes
+/// nothing more. A view with an INSTEAD OF trigger stores nothing; both live in the
+/// connection's temp schema, not in the database file.
+const VERSION_GUARD: &str = "CREATE TEMP VIEW IF NOT EXISTS rectify_guard (ok) AS SELECT 1;
+CREATE TEMP TRIGGER IF NOT EXISTS rectify_guard_check INSTEAD OF INSERT ON rectify_guard
+WHEN NEW.ok IS NOT 1 BEGIN SELECT RAISE(ABORT, 'rectify: the item changed since it was read'); END";
+
 /// Whether the connection's TLS mode was chosen: `sslmode` in the URL, or `PGSSLMODE`.
 fn tls_chosen(url: &str) -> bool {
     url.to_ascii_lowercase().contains("sslmode=") || std::env::var_os("PGSSLMODE").is_some()
@@ -1449,6 +1724,13 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Sets TCP_NODELAY on every TCP socket of this process (Linux; elsewhere nothing).
+///
+/// sqlx 0.9 does not set it on its PostgreSQL connections, and it writes some statements in
+/// more than one piece: Nagle's algorithm then holds the last piece back until the server's
+/// delayed ACK, about 40 ms. An import of 10,000 ledger rows spent 8 of its 9 s in such waits.
+/// The sockets of this process are its database connections, the SMTP connections (already
+/// without delay) and the metrics listener, so setting it on all of them is safe.
 pub fn tcp_nodelay_everywhere() {
     #[cfg(target_os = "linux")]
     {
@@ -1510,6 +1792,195 @@ pub fn tcp_nodelay_everywhere() {
 #[cfg(test)]
 mod tests {
     use crate::testing::TestDb;
+
+    /// The one-call write of a command (SQLite, PostgreSQL): a write decided on a stale read is a
+    /// conflict and writes nothing; a statement that fails midway leaves nothing written and no
+    /// transaction open on the pool's (only) connection; the next command goes through.
+    #[tokio::test]
+    async fn one_call_writes_refuse_stale_reads_and_leave_no_open_transaction() {
+        use rectify_engine::{Actor, Command, Deadline, NewItem, Role, Source};
+        for db in TestDb::all().await {
+            let mut settings = db.settings();
+            settings.pool_size = 1;
+            let store = super::Store::connect(&settings).await.expect("connect");
+            store.migrate().await.expect("migrate");
+            let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+                .expect("time")
+                .with_timezone(&chrono::Utc);
+            let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+            store
+                .add_unit(
+                    &crate::Unit {
+                        code: "FGJ".into(),
+                        name: "区发改局".into(),
+                        parent: None,
+                        emails: vec!["fgj@example.gov.cn".into()],
+                        leader: None,
+                        leader_email: None,
+                        aliases: vec![],
+                    },
+                    now,
+                )
+                .await
+                .expect("unit");
+            store
+                .add_round(
+                    &crate::Round {
+                        code: "R".into(),
+                        title: "巡视".into(),
+                        source: Source::Inspection,
+                    },
+                    now,
+                )
+                .await
+                .expect("round");
+            let admin = Actor {
+                name: "office".into(),
+                role: Role::Admin,
+                unit: None,
+            };
+            let item = store
+                .create_item(
+                    &NewItem {
+                        round: "R".into(),
+                        number: "1".into(),
+                        title: "整改".into(),
+                        lead_unit: Some("FGJ".into()),
+                        deadline: Some(Deadline::Date(
+                            chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
+                        )),
+                        ..NewItem::default()
+                    },
+                    &admin,
+                    now,
+                    today,
+                )
+                .await
+                .expect("item");
+            store
+                .apply(item.id, &Command::Acknowledge, &admin, now, today)
+                .await
+                .expect("acknowledge");
+            let progress = |n: u32| Command::Progress {
+                note: format!("进展{n}"),
+                percent: Some(10),
+                evidence: vec![],
+            };
+            let events =
+                |s: super::Store| async move { s.history(item.id).await.expect("history").len() };
+
+            // Read, then someone else writes: the stale write is a conflict and writes nothing.
+            let stale = store.get_item_model(item.id).await.expect("read");
+            let (current, outcome) = store
+                .decide(&store.db, &stale, &progress(1), &admin, now, today)
+                .await
+                .expect("decide");
+            store
+                .apply(item.id, &progress(2), &admin, now, today)
+                .await
+                .expect("the other write");
+            let before = store.get_item(item.id).await.expect("item");
+            let n_events = events(store.clone()).await;
+            let statements = store.decided_statements(
+                &stale,
+                &current,
+                &outcome,
+                &progress(1),
+                &admin,
+                now,
+                today,
+            );
+            let e = store
+                .write_in_one_call(item.id, statements)
+                .await
+                .expect_err("stale");
+            assert!(matches!(e, crate::StoreError::Conflict { .. }), "{e}");
+            assert_eq!(
+                store.get_item(item.id).await.expect("item").version,
+                before.version
+            );
+            assert_eq!(events(store.clone()).await, n_events, "no event written");
+
+            // A statement failing after the item UPDATE: nothing of the call stays.
+            let fresh = store.get_item_model(item.id).await.expect("read");
+            let (current, outcome) = store
+                .decide(&store.db, &fresh, &progress(3), &admin, now, today)
+                .await
+                .expect("decide");
+            let mut statements = store.decided_statements(
+                &fresh,
+                &current,
+                &outcome,
+                &progress(3),
+                &admin,
+                now,
+                today,
+            );
+            statements.insert(
+                2,
+                sea_orm::Statement::from_string(
+                    store.backend(),
+                    "INSERT INTO no_such_table VALUES (1)",
+                ),
+            );
+            let e = store
+                .write_in_one_call(item.id, statements)
+                .await
+                .expect_err("bad statement");
+            assert!(e.to_string().contains("no_such_table"), "{e}");
+            assert_eq!(
+                store.get_item(item.id).await.expect("item").version,
+                before.version
+            );
+            // The pool's one connection is out of the transaction: the next command commits.
+            let after = store
+                .apply(item.id, &progress(4), &admin, now, today)
+                .await
+                .expect("next command");
+            assert_eq!(after.version, before.version + 1);
+            assert_eq!(events(store.clone()).await, n_events + 1);
+            let (_, _, findings) = store.audit_verify(false).await.expect("audit");
+            assert!(findings.is_empty(), "{findings:?}");
+            store.close().await.expect("close");
+            db.cleanup().await;
+        }
+    }
+
+    #[test]
+    fn statements_combine_into_one_with_their_placeholders_moved() {
+        use sea_orm::{DbBackend, Statement};
+        assert_eq!(
+            super::renumber("a = $1 AND b = '$2' AND \"c$3\" = $10", 4),
+            "a = $5 AND b = '$2' AND \"c$3\" = $14"
+        );
+        let st = |sql: &str, n: i64| {
+            Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                (0..n).map(sea_orm::Value::from),
+            )
+        };
+        let one = super::one_statement(vec![
+            st("UPDATE items SET v = $1 WHERE id = $2", 2),
+            st("INSERT INTO events (a, b) VALUES ($1, $2)", 2),
+            st("UPDATE reminders SET s = $1 WHERE item_id = $2", 2),
+            Statement::from_string(DbBackend::Postgres, "NOTIFY rectify_plan"),
+            st(
+                "INSERT INTO reminders (a) VALUES ($1), ($2) ON CONFLICT (a) DO UPDATE SET a = excluded.a WHERE x = $3",
+                3,
+            ),
+        ]);
+        assert_eq!(
+            one.sql,
+            "WITH u AS (UPDATE items SET v = $1 WHERE id = $2 RETURNING 1), \
+             s1 AS (INSERT INTO events (a, b) SELECT * FROM (VALUES ($3, $4)) AS v WHERE EXISTS (SELECT 1 FROM u)), \
+             s2 AS (UPDATE reminders SET s = $5 WHERE item_id = $6 AND EXISTS (SELECT 1 FROM u)), \
+             s3 AS (INSERT INTO reminders (a) SELECT * FROM (VALUES ($7), ($8)) AS v WHERE EXISTS (SELECT 1 FROM u) ON CONFLICT (a) DO UPDATE SET a = excluded.a WHERE x = $9), \
+             nt AS (SELECT pg_notify('rectify_plan', '') FROM u) \
+             SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM nt) AS notified"
+        );
+        assert_eq!(one.values.expect("values").0.len(), 9);
+    }
 
     #[test]
     fn loopback_hosts_are_recognised() {
