@@ -389,6 +389,16 @@ impl Store {
             .min_connections(0)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(settings.busy_timeout + Duration::from_secs(10));
+        // sqlx pings a connection every time it is taken from the pool. On SQLite that is a
+        // round trip to the connection's worker thread for a file that cannot go away: a third
+        // of the driver calls of a lifecycle command. On PostgreSQL a connection used within
+        // the last second is taken as alive (a server restart takes longer; one that was not
+        // is pinged and replaced if dead).
+        if settings.url.starts_with("sqlite:") {
+            opts.test_before_acquire(false);
+        } else {
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
+        }
         let busy = settings.busy_timeout;
         let stmt_timeout_ms = settings.statement_timeout.as_millis().to_string();
         opts.map_sqlx_sqlite_opts(move |o| {
