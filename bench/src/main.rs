@@ -4,6 +4,7 @@
 //! share overdue), runs each scenario on SQLite (and PostgreSQL when a URL is given), and prints
 //! one table. Every ratio is measured against its reference in the same run.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -270,6 +271,41 @@ fn machine_cpu() -> Option<f64> {
         .filter_map(|&k| ticks.get(k))
         .sum();
     Some(busy / 100.0)
+}
+
+/// CPU time (user + system, s) a process has used so far, from `/proc/PID/stat`.
+fn process_cpu(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name (in parentheses, may hold spaces): state is field 3, utime 14.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU time used so far by each live process named `name` (e.g. the PostgreSQL server's), by
+/// pid.
+fn cpu_of_named(name: &str) -> HashMap<String, f64> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(|pid| process_cpu(&pid).map(|t| (pid, t)))
+        .collect()
+}
+
+/// CPU time the processes named like those in `before` used since it was taken: each live
+/// process's growth (a new one's whole time); one that exited meanwhile is not counted.
+fn cpu_since(name: &str, before: &HashMap<String, f64>) -> f64 {
+    cpu_of_named(name)
+        .iter()
+        .map(|(pid, t)| t - before.get(pid).copied().unwrap_or(0.0))
+        .sum()
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<i64> {
@@ -1002,6 +1038,8 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
         let _ = store.close().await;
         let smtp = SmtpServer::start().await.expect("smtp");
         let cpu_before = machine_cpu();
+        let pg_before = cpu_of_named("postgres");
+        let me_before = process_cpu("self").unwrap_or(f64::NAN);
         let t = Instant::now();
         let mut children = Vec::new();
         // RECTIFY_BENCH_LOGS=DIR keeps each instance's log (for a timeline of the pass).
@@ -1038,17 +1076,27 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
             _ => f64::NAN,
         };
         let got = smtp.received().len();
+        // Where the CPU went: the instances themselves, PostgreSQL's processes (a backend that
+        // exited during the run is not counted), this runner (the SMTP server).
+        let split = (
+            children
+                .iter()
+                .filter_map(|c| process_cpu(&c.id().to_string()))
+                .sum::<f64>(),
+            cpu_since("postgres", &pg_before),
+            process_cpu("self").unwrap_or(f64::NAN) - me_before,
+        );
         for mut c in children {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
             let _ = c.wait();
         }
-        took.push((count, wall, got, busy));
+        took.push((count, wall, got, busy, split));
         drop().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    if let [(_, one, got1, busy1), (_, three, got3, busy3)] = took[..] {
+    if let [(_, one, got1, busy1, s1), (_, three, got3, busy3, s3)] = took[..] {
         let speedup = one / three;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         rows.push(Row {
@@ -1058,9 +1106,17 @@ async fn instances(rows: &mut Vec<Row>, args: &Args, pg: &str, items: usize, uni
             measured: format!(
                 "1: {one:.2} s ({got1} digests), 3: {three:.2} s ({got3} digests) = {speedup:.2}×; \
                  machine CPU busy (every process: instances, PostgreSQL, SMTP server) 1: {busy1:.2} \
-                 core-s = {:.0}% of {cores:.0} cores, 3: {busy3:.2} core-s = {:.0}%",
+                 core-s = {:.0}% of {cores:.0} cores, 3: {busy3:.2} core-s = {:.0}%; of which \
+                 instances / PostgreSQL / runner with SMTP server: 1: {:.2} / {:.2} / {:.2}, \
+                 3: {:.2} / {:.2} / {:.2} core-s",
                 100.0 * busy1 / (one * cores),
-                100.0 * busy3 / (three * cores)
+                100.0 * busy3 / (three * cores),
+                s1.0,
+                s1.1,
+                s1.2,
+                s3.0,
+                s3.1,
+                s3.2
             ),
             target: "3 instances ≥ 1.5× one".into(),
             verdict: verdict(speedup >= 1.5 && got1 == units && got3 == units),
