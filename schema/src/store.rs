@@ -325,6 +325,14 @@ fn stored_link(e: event::Model) -> StoredLink {
 }
 
 /// One event of an item's chain, ready to insert: its row, sequence number and hash.
+/// What `Store::decided_item` makes of a decided command.
+struct DecidedItem {
+    update: sea_orm::UpdateMany<item::Entity>,
+    link: EventLink,
+    planned: Vec<rectify_engine::remind::Planned>,
+    replan: bool,
+}
+
 pub(crate) struct EventLink {
     pub row: event::ActiveModel,
     pub seq: i64,
@@ -952,8 +960,11 @@ impl Store {
         Ok((current, outcome))
     }
 
-    /// Persists what the engine decided inside `txn`: the item row (with the version check that
-    /// turns a concurrent change into [`StoreError::Conflict`]), the event, the extension rows.
+    /// Persists what the engine decided inside `txn` for a command with evidence files (their
+    /// rows need the event's id): the item row (with the version check that turns a concurrent
+    /// change into [`StoreError::Conflict`]), the event and its evidence rows, the extension
+    /// rows, the reminder plan. Commands without evidence files go in one call instead
+    /// (`decided_statements`, `write_in_one_call`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_decided(
         &self,
@@ -967,49 +978,51 @@ impl Store {
         today: NaiveDate,
     ) -> Result<()> {
         let id = model.id;
+        let d = self.decided_item(model, current, outcome, today);
         // The version check comes first: it takes the write lock (SQLite) or the row lock
         // (PostgreSQL) before anything else is read or written.
-        let link = event_link(id, model.head_seq, &model.head_hash, outcome);
-        // The reminder plan is decided now and its digest written with the row, so a command
-        // that leaves the plan as it was touches no reminder row.
-        let (planned, plan_key) = self.plan_for(&outcome.item, today);
-        let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
-        columns.plan_key = Set(Some(plan_key.clone()));
-        let updated = item::Entity::update_many()
-            .set(changed_columns(columns, model))
-            .filter(item::Column::Id.eq(id))
-            .filter(item::Column::Version.eq(current.version))
-            .exec(txn)
-            .await?;
-        if updated.rows_affected != 1 {
+        if d.update.exec(txn).await?.rows_affected != 1 {
             return Err(StoreError::Conflict { item: id });
-        }
-        // Reminders are re-planned in the same transaction as the command (imports too).
-        let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
-        if outcome.event.evidence.is_empty() {
-            // No evidence rows need the event's id: the event and the plan go in one call.
-            let mut statements = vec![sea_orm::QueryTrait::build(
-                &event::Entity::insert(link.row),
-                self.backend(),
-            )];
-            if replan {
-                statements.extend(self.plan_statements(&outcome.item, &planned, now));
-            }
-            crate::reminders::run_statements(txn, statements).await?;
-            self.record_extension(txn, current, outcome, command, actor, now)
-                .await?;
-            return Ok(());
         }
         let (_, written_hash) = self
             .append_event(txn, id, model.head_seq, &model.head_hash, outcome)
             .await?;
-        debug_assert_eq!(written_hash, link.hash);
+        debug_assert_eq!(written_hash, d.link.hash);
         self.record_extension(txn, current, outcome, command, actor, now)
             .await?;
-        if replan {
-            self.write_plan(txn, &outcome.item, &planned, now).await?;
+        // Reminders are re-planned in the same transaction as the command (imports too).
+        if d.replan {
+            self.write_plan(txn, &outcome.item, &d.planned, now).await?;
         }
         Ok(())
+    }
+
+    /// The item row a decided command writes (version-checked UPDATE of the columns that
+    /// changed, the new chain head and plan digest), its event, and its reminder plan with
+    /// whether it changed. The plan is decided now and its digest written with the row, so a
+    /// command that leaves the plan as it was touches no reminder row.
+    fn decided_item(
+        &self,
+        model: &item::Model,
+        current: &Item,
+        outcome: &Outcome,
+        today: NaiveDate,
+    ) -> DecidedItem {
+        let link = event_link(model.id, model.head_seq, &model.head_hash, outcome);
+        let (planned, plan_key) = self.plan_for(&outcome.item, today);
+        let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
+        let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
+        columns.plan_key = Set(Some(plan_key));
+        let update = item::Entity::update_many()
+            .set(changed_columns(columns, model))
+            .filter(item::Column::Id.eq(model.id))
+            .filter(item::Column::Version.eq(current.version));
+        DecidedItem {
+            update,
+            link,
+            planned,
+            replan,
+        }
     }
 
     /// What `write_decided` writes for a command without evidence files, as statements: the
@@ -1028,19 +1041,10 @@ impl Store {
     ) -> Vec<Statement> {
         use sea_orm::QueryTrait;
         let backend = self.backend();
-        let id = model.id;
-        let link = event_link(id, model.head_seq, &model.head_hash, outcome);
-        let (planned, plan_key) = self.plan_for(&outcome.item, today);
-        let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
-        let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
-        columns.plan_key = Set(Some(plan_key));
+        let d = self.decided_item(model, current, outcome, today);
         let mut out = vec![
-            item::Entity::update_many()
-                .set(changed_columns(columns, model))
-                .filter(item::Column::Id.eq(id))
-                .filter(item::Column::Version.eq(current.version))
-                .build(backend),
-            event::Entity::insert(link.row).build(backend),
+            d.update.build(backend),
+            event::Entity::insert(d.link.row).build(backend),
         ];
         if backend == DbBackend::Sqlite {
             out.insert(
@@ -1051,8 +1055,8 @@ impl Store {
                 ),
             );
         }
-        if replan {
-            out.extend(self.plan_statements(&outcome.item, &planned, now));
+        if d.replan {
+            out.extend(self.plan_statements(&outcome.item, &d.planned, now));
         }
         out.extend(self.extension_statements(current, outcome, command, actor, now));
         out
@@ -1808,7 +1812,7 @@ mod tests {
     /// transaction open on the pool's (only) connection; the next command goes through.
     #[tokio::test]
     async fn one_call_writes_refuse_stale_reads_and_leave_no_open_transaction() {
-        use rectify_engine::{Actor, Command, Deadline, NewItem, Role, Source};
+        use rectify_engine::Command;
         for db in TestDb::all().await {
             let mut settings = db.settings();
             settings.pool_size = 1;
@@ -1817,58 +1821,10 @@ mod tests {
             let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
                 .expect("time")
                 .with_timezone(&chrono::Utc);
-            let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+            let today = now.date_naive();
+            let (admin, item) = crate::testing::assigned_item(&store, now).await;
             store
-                .add_unit(
-                    &crate::Unit {
-                        code: "FGJ".into(),
-                        name: "区发改局".into(),
-                        parent: None,
-                        emails: vec!["fgj@example.gov.cn".into()],
-                        leader: None,
-                        leader_email: None,
-                        aliases: vec![],
-                    },
-                    now,
-                )
-                .await
-                .expect("unit");
-            store
-                .add_round(
-                    &crate::Round {
-                        code: "R".into(),
-                        title: "巡视".into(),
-                        source: Source::Inspection,
-                    },
-                    now,
-                )
-                .await
-                .expect("round");
-            let admin = Actor {
-                name: "office".into(),
-                role: Role::Admin,
-                unit: None,
-            };
-            let item = store
-                .create_item(
-                    &NewItem {
-                        round: "R".into(),
-                        number: "1".into(),
-                        title: "整改".into(),
-                        lead_unit: Some("FGJ".into()),
-                        deadline: Some(Deadline::Date(
-                            chrono::NaiveDate::from_ymd_opt(2026, 6, 30).expect("date"),
-                        )),
-                        ..NewItem::default()
-                    },
-                    &admin,
-                    now,
-                    today,
-                )
-                .await
-                .expect("item");
-            store
-                .apply(item.id, &Command::Acknowledge, &admin, now, today)
+                .apply(item, &Command::Acknowledge, &admin, now, today)
                 .await
                 .expect("acknowledge");
             let progress = |n: u32| Command::Progress {
@@ -1877,19 +1833,19 @@ mod tests {
                 evidence: vec![],
             };
             let events =
-                |s: super::Store| async move { s.history(item.id).await.expect("history").len() };
+                |s: super::Store| async move { s.history(item).await.expect("history").len() };
 
             // Read, then someone else writes: the stale write is a conflict and writes nothing.
-            let stale = store.get_item_model(item.id).await.expect("read");
+            let stale = store.get_item_model(item).await.expect("read");
             let (current, outcome) = store
                 .decide(&store.db, &stale, &progress(1), &admin, now, today)
                 .await
                 .expect("decide");
             store
-                .apply(item.id, &progress(2), &admin, now, today)
+                .apply(item, &progress(2), &admin, now, today)
                 .await
                 .expect("the other write");
-            let before = store.get_item(item.id).await.expect("item");
+            let before = store.get_item(item).await.expect("item");
             let n_events = events(store.clone()).await;
             let statements = store.decided_statements(
                 &stale,
@@ -1901,18 +1857,18 @@ mod tests {
                 today,
             );
             let e = store
-                .write_in_one_call(item.id, statements)
+                .write_in_one_call(item, statements)
                 .await
                 .expect_err("stale");
             assert!(matches!(e, crate::StoreError::Conflict { .. }), "{e}");
             assert_eq!(
-                store.get_item(item.id).await.expect("item").version,
+                store.get_item(item).await.expect("item").version,
                 before.version
             );
             assert_eq!(events(store.clone()).await, n_events, "no event written");
 
             // A statement failing after the item UPDATE: nothing of the call stays.
-            let fresh = store.get_item_model(item.id).await.expect("read");
+            let fresh = store.get_item_model(item).await.expect("read");
             let (current, outcome) = store
                 .decide(&store.db, &fresh, &progress(3), &admin, now, today)
                 .await
@@ -1934,17 +1890,17 @@ mod tests {
                 ),
             );
             let e = store
-                .write_in_one_call(item.id, statements)
+                .write_in_one_call(item, statements)
                 .await
                 .expect_err("bad statement");
             assert!(e.to_string().contains("no_such_table"), "{e}");
             assert_eq!(
-                store.get_item(item.id).await.expect("item").version,
+                store.get_item(item).await.expect("item").version,
                 before.version
             );
             // The pool's one connection is out of the transaction: the next command commits.
             let after = store
-                .apply(item.id, &progress(4), &admin, now, today)
+                .apply(item, &progress(4), &admin, now, today)
                 .await
                 .expect("next command");
             assert_eq!(after.version, before.version + 1);
@@ -2033,36 +1989,29 @@ mod tests {
             db.cleanup().await;
             return;
         }
-        let ssl = |store: super::Store| async move {
+        // The text in column `ssl` of `sql`'s one row, on a store of its own.
+        let ssl_of = |store: super::Store, sql: &'static str| async move {
             let row = store
                 .db()
                 .query_one_raw(sea_orm::Statement::from_string(
                     sea_orm::DbBackend::Postgres,
-                    "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    sql,
                 ))
                 .await
-                .expect("query")
+                .expect(sql)
                 .expect("a row");
             let v: String = row.try_get("", "ssl").expect("ssl");
             store.close().await.expect("close");
             v
         };
-        assert_eq!(ssl(db.store().await).await, "false", "loopback: no TLS");
-        let offered = {
-            let store = db.store().await;
-            let row = store
-                .db()
-                .query_one_raw(sea_orm::Statement::from_string(
-                    sea_orm::DbBackend::Postgres,
-                    "SHOW ssl",
-                ))
-                .await
-                .expect("show ssl")
-                .expect("a row");
-            let v: String = row.try_get("", "ssl").expect("ssl");
-            store.close().await.expect("close");
-            v == "on"
-        };
+        const IN_USE: &str =
+            "SELECT ssl::text AS ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        assert_eq!(
+            ssl_of(db.store().await, IN_USE).await,
+            "false",
+            "loopback: no TLS"
+        );
+        let offered = ssl_of(db.store().await, "SHOW ssl").await == "on";
         if offered {
             let sep = if db.url.contains('?') { '&' } else { '?' };
             let mut settings = db.settings();
@@ -2070,7 +2019,11 @@ mod tests {
             let store = super::Store::connect(&settings)
                 .await
                 .expect("connect with TLS");
-            assert_eq!(ssl(store).await, "true", "sslmode=require is followed");
+            assert_eq!(
+                ssl_of(store, IN_USE).await,
+                "true",
+                "sslmode=require is followed"
+            );
         }
         db.cleanup().await;
     }

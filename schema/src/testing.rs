@@ -136,3 +136,57 @@ impl TestDb {
         }
     }
 }
+
+/// The office's admin, unit 区发改局 (FGJ), round R2 and one item assigned to FGJ due
+/// 2026-04-30, created at `now` (its reminders planned): the admin and the item's id.
+pub async fn assigned_item(
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (rectify_engine::Actor, i64) {
+    use rectify_engine::{Actor, Deadline, NewItem, Role, Source};
+    let admin = Actor {
+        name: "office".into(),
+        role: Role::Admin,
+        unit: None,
+    };
+    let unit = crate::Unit {
+        code: "FGJ".into(),
+        name: "区发改局".into(),
+        parent: None,
+        emails: vec!["fgj@example.gov.cn".into()],
+        leader: None,
+        leader_email: None,
+        aliases: vec![],
+    };
+    store.add_unit(&unit, now).await.expect("unit");
+    store
+        .add_round(
+            &crate::Round {
+                code: "R2".into(),
+                title: "十二届省委第二轮巡视".into(),
+                source: Source::Inspection,
+            },
+            now,
+        )
+        .await
+        .expect("round");
+    let item = store
+        .create_item(
+            &NewItem {
+                round: "R2".into(),
+                number: "1".into(),
+                title: "整改事项".into(),
+                lead_unit: Some("FGJ".into()),
+                deadline: Some(Deadline::Date(
+                    chrono::NaiveDate::from_ymd_opt(2026, 4, 30).expect("date"),
+                )),
+                ..Default::default()
+            },
+            &admin,
+            now,
+            now.date_naive(),
+        )
+        .await
+        .expect("item");
+    (admin, item.id)
+}

@@ -3,12 +3,11 @@
 //! the next delivery. The bodies of messages queued before migration 6 move to
 //! `outbox_bodies`. On SQLite and (when `RECTIFY_TEST_DATABASE_URL` is set) PostgreSQL.
 
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use rectify_engine::{Actor, Deadline, NewItem, Role, Source};
+use chrono::{DateTime, TimeZone, Utc};
 use rectify_schema::migration::Migrator;
 use rectify_schema::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use rectify_schema::testing::TestDb;
-use rectify_schema::{NewMessage, Round, Store, Unit};
+use rectify_schema::{NewMessage, Store};
 use sea_orm_migration::MigratorTrait;
 
 fn now() -> DateTime<Utc> {
@@ -31,51 +30,7 @@ async fn states(store: &Store, item: i64) -> Vec<String> {
 
 /// A unit, a round and one assigned item with its reminder rows planned; the item's id.
 async fn item_with_reminders(store: &Store) -> i64 {
-    let admin = Actor {
-        name: "office".into(),
-        role: Role::Admin,
-        unit: None,
-    };
-    let unit = Unit {
-        code: "FGJ".into(),
-        name: "区发改局".into(),
-        parent: None,
-        emails: vec!["fgj@example.gov.cn".into()],
-        leader: None,
-        leader_email: None,
-        aliases: vec![],
-    };
-    store.add_unit(&unit, now()).await.expect("unit");
-    store
-        .add_round(
-            &Round {
-                code: "R2".into(),
-                title: "十二届省委第二轮巡视".into(),
-                source: Source::Inspection,
-            },
-            now(),
-        )
-        .await
-        .expect("round");
-    store
-        .create_item(
-            &NewItem {
-                round: "R2".into(),
-                number: "1".into(),
-                title: "整改事项".into(),
-                lead_unit: Some("FGJ".into()),
-                deadline: Some(Deadline::Date(
-                    NaiveDate::from_ymd_opt(2026, 4, 30).unwrap(),
-                )),
-                ..Default::default()
-            },
-            &admin,
-            now(),
-            NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
-        )
-        .await
-        .expect("item")
-        .id
+    rectify_schema::testing::assigned_item(store, now()).await.1
 }
 
 #[tokio::test]
