@@ -475,14 +475,23 @@ fn the_first_pass_runs_at_start_with_the_default_schedule() {
 
 /// `GET` over a plain TCP connection; returns the status line and the body.
 fn http_get(port: u16, path: &str) -> Option<(String, String)> {
+    http_get_in_pieces(port, path, false)
+}
+
+/// `GET`, the request sent in one write, or (`split`) in two with a pause between, as a slow
+/// client would: the server must wait for the whole request before it answers.
+fn http_get_in_pieces(port: u16, path: &str, split: bool) -> Option<(String, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    s.set_nodelay(true).ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let (a, b) = req.split_at(if split { 7 } else { req.len() });
+    s.write_all(a.as_bytes()).ok()?;
+    if split {
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(b.as_bytes()).ok()?;
+    }
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let (head, body) = out.split_once("\r\n\r\n")?;
@@ -518,6 +527,9 @@ fn healthz_and_metrics_are_served() {
         health.is_some()
     });
     let missing = http_get(port, "/nope");
+    // A request that arrives in two pieces ("GET /me", then "trics …") is answered for the
+    // whole path, not for its first piece.
+    let in_pieces = http_get_in_pieces(port, "/metrics", true);
     let (code, lines) = serve.terminate();
     assert!(delivered, "{}", lines.join("\n"));
     assert_eq!(code, Some(0));
@@ -542,6 +554,9 @@ fn healthz_and_metrics_are_served() {
     }
     assert!(body.contains("rectify_messages_sent_total 1"), "{body}");
     assert!(missing.expect("answered").0.contains("404"));
+    let (status, body) = in_pieces.expect("a request in pieces is answered");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("rectify_passes_total"), "{body}");
 }
 
 /// `serve` on SQLite killed with SIGKILL in the middle of delivering a pass, then started again:

@@ -30,12 +30,7 @@ pub async fn spawn(
                     let store = store.clone();
                     let stats = stats.clone();
                     tokio::spawn(async move {
-                        let mut buf = vec![0u8; 4096];
-                        let n = match tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await {
-                            Ok(Ok(n)) => n,
-                            _ => return,
-                        };
-                        let req = String::from_utf8_lossy(&buf[..n]);
+                        let Some(req) = read_head(&mut sock).await else { return };
                         let path = req.split_whitespace().nth(1).unwrap_or("/");
                         let (status, ctype, body) = match path {
                             "/healthz" => health(&store, &stats).await,
@@ -53,6 +48,31 @@ pub async fn spawn(
         }
     });
     Ok(bound)
+}
+
+/// The request's head (up to the blank line), read in as many pieces as the client sent it:
+/// a client may write the request line in several segments, and answering after the first one
+/// would close the connection under a client still writing. At most 4 KiB, within 5 s.
+async fn read_head(sock: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = sock.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= 4096 {
+                break;
+            }
+        }
+        Some(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .ok()??;
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
 
 async fn health(store: &Store, stats: &Stats) -> (&'static str, &'static str, String) {
