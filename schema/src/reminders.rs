@@ -194,28 +194,10 @@ impl Store {
         planned: &[remind::Planned],
         now: DateTime<Utc>,
     ) -> Vec<Statement> {
-        use sea_orm::{Condition, QueryTrait};
+        use sea_orm::QueryTrait;
         let backend = self.backend();
         let mut out = Vec::with_capacity(3);
-        let mut keep = Condition::any();
-        for r in planned {
-            keep = keep.add(
-                Condition::all()
-                    .add(reminder::Column::Kind.eq(r.kind.as_str()))
-                    .add(reminder::Column::Step.eq(r.step))
-                    .add(reminder::Column::DeadlineVersion.eq(r.deadline_version)),
-            );
-        }
-        let mut cancel = reminder::Entity::update_many()
-            .col_expr(reminder::Column::State, Expr::value("cancelled"))
-            .col_expr(reminder::Column::Reason, Expr::value("replanned"))
-            .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-            .filter(reminder::Column::ItemId.eq(item.id))
-            .filter(reminder::Column::State.eq("pending"));
-        if !planned.is_empty() {
-            cancel = cancel.filter(keep.not());
-        }
-        out.push(cancel.build(backend));
+        out.push(cancel_unplanned(item.id, planned, now).build(backend));
         if backend == DbBackend::Postgres {
             // Delivered on commit: wakes every `serve` instance listening.
             out.push(Statement::from_string(
@@ -1047,7 +1029,7 @@ impl Store {
 }
 
 /// `reminders.state = '…'` with the state written into the SQL, not bound: the partial indexes
-/// on pending and on queued rows (migration 9) serve a query only when its WHERE states their
+/// on pending and on queued rows (migration 8) serve a query only when its WHERE states their
 /// predicate, which both engines decide when planning, before any value is bound.
 pub(crate) fn state_is(state: &'static str) -> sea_orm::sea_query::SimpleExpr {
     debug_assert!(state.chars().all(|c| c.is_ascii_lowercase()));
@@ -1084,6 +1066,35 @@ pub fn due_select(
     find.order_by_asc(reminder::Column::SendOn)
         .order_by_asc(reminder::Column::Id)
         .limit(limit)
+}
+
+/// Cancels item `item_id`'s pending reminder rows that `planned` no longer has (all of them
+/// when it is empty): by the unique key's item_id prefix.
+pub fn cancel_unplanned(
+    item_id: ItemId,
+    planned: &[remind::Planned],
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<reminder::Entity> {
+    use sea_orm::Condition;
+    let mut cancel = reminder::Entity::update_many()
+        .col_expr(reminder::Column::State, Expr::value("cancelled"))
+        .col_expr(reminder::Column::Reason, Expr::value("replanned"))
+        .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+        .filter(reminder::Column::ItemId.eq(item_id))
+        .filter(reminder::Column::State.eq("pending"));
+    if !planned.is_empty() {
+        let mut keep = Condition::any();
+        for r in planned {
+            keep = keep.add(
+                Condition::all()
+                    .add(reminder::Column::Kind.eq(r.kind.as_str()))
+                    .add(reminder::Column::Step.eq(r.step))
+                    .add(reminder::Column::DeadlineVersion.eq(r.deadline_version)),
+            );
+        }
+        cancel = cancel.filter(keep.not());
+    }
+    cancel
 }
 
 /// The messages that carry queued reminder rows (the partial index on queued rows).

@@ -1,11 +1,15 @@
-//! The scheduler's queries on reminder rows use their partial indexes (migration 9) on both
-//! engines: the due rows by date, the queued rows by message. Checked on the plans the engines
+//! The scheduler's queries on reminder rows use their indexes (migration 8) on both engines: the
+//! due rows by date and the queued rows by message (partial indexes), an item's rows by the
+//! unique key's item_id prefix. Checked on the plans the engines
 //! make for the very statements the store runs (`EXPLAIN QUERY PLAN` on SQLite; `EXPLAIN` on
 //! PostgreSQL with sequential scans priced out, so a usable index is always taken and an
 //! unusable one shows as a sequential scan).
 
 use chrono::NaiveDate;
-use rectify_schema::reminders::{carried_select, due_select, queued_messages_select};
+use rectify_engine::remind::{Planned, ReminderKind};
+use rectify_schema::reminders::{
+    cancel_unplanned, carried_select, due_select, queued_messages_select,
+};
 use rectify_schema::sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
 use rectify_schema::testing::TestDb;
 use rectify_schema::{Store, UnitSet};
@@ -49,7 +53,39 @@ async fn reminder_queries_use_the_partial_indexes() {
         let b = db.name;
         let store = db.store().await;
         let backend = store.backend();
+        // Enough rows, with statistics, for the planners to choose between indexes by cost.
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let (admin, _) = rectify_schema::testing::assigned_item(&store, now).await;
+        for n in 2..=200 {
+            store
+                .create_item(
+                    &rectify_engine::NewItem {
+                        round: "R2".into(),
+                        number: n.to_string(),
+                        title: format!("整改事项{n}"),
+                        lead_unit: Some("FGJ".into()),
+                        deadline: Some(rectify_engine::Deadline::Date(
+                            NaiveDate::from_ymd_opt(2026, 9, 30).expect("date"),
+                        )),
+                        ..Default::default()
+                    },
+                    &admin,
+                    now,
+                    now.date_naive(),
+                )
+                .await
+                .expect("item");
+        }
+        store.execute_unprepared("ANALYZE").await.expect("analyze");
         let today = NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
+        let planned = vec![Planned {
+            kind: ReminderKind::Before,
+            step: 1,
+            deadline_version: 1,
+            send_on: today,
+        }];
         let shard = UnitSet {
             units: vec!["U0001".into(), "U0002".into()],
             or_outside: Some(vec!["U0001".into(), "U0002".into(), "U0003".into()]),
@@ -74,6 +110,11 @@ async fn reminder_queries_use_the_partial_indexes() {
                 "a batch's queued rows",
                 carried_select(&[1, 2, 3]).build(backend),
                 "idx_reminders_in_outbox",
+            ),
+            (
+                "an item's pending rows a new plan cancels",
+                cancel_unplanned(7, &planned, now).build(backend),
+                "uq_reminders_key",
             ),
         ] {
             let p = plan(&store, &q).await;
