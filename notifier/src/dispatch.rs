@@ -268,7 +268,17 @@ impl Dispatcher {
         now: DateTime<Utc>,
         shard: usize,
     ) -> Result<PassReport, StoreError> {
-        self.plan(now, false, Some(shard)).await
+        let l = self.lookups().await?;
+        self.plan(now, false, Some((shard, &l))).await
+    }
+
+    /// The directory and the rounds' titles, read once for all the shards one instance plans
+    /// in a round.
+    async fn lookups(&self) -> Result<Lookups, StoreError> {
+        Ok(Lookups {
+            dir: self.store.directory().await?,
+            rounds: self.round_titles().await?,
+        })
     }
 
     /// What the instance that claimed a reminder fire does before the shards are planned:
@@ -312,15 +322,16 @@ impl Dispatcher {
     pub async fn run_shards(&self, now: DateTime<Utc>) -> Result<(PassReport, usize), StoreError> {
         let mut total = PassReport::default();
         let mut won = 0;
-        let Some(fire) = self
-            .store
-            .job_last_fire(crate::jobs::Job::Remind.name())
-            .await?
-        else {
+        let remind = crate::jobs::Job::Remind.name().to_string();
+        let names: Vec<String> = (0..SHARDS).map(shard_job).collect();
+        // The fire and the shards' claims in one query.
+        let mut all = names.clone();
+        all.push(remind.clone());
+        let rows = self.store.job_rows(&all).await?;
+        let Some(fire) = rows.get(&remind).map(|j| j.last_fire) else {
             return Ok((total, won));
         };
-        let names: Vec<String> = (0..SHARDS).map(shard_job).collect();
-        let rows = self.store.job_rows(&names).await?;
+        let mut lookups = None;
         let lease = chrono::Duration::from_std(self.cfg.lease)
             .unwrap_or_else(|_| chrono::Duration::minutes(5));
         let first = shard_of(&self.cfg.instance);
@@ -340,7 +351,14 @@ impl Dispatcher {
                 continue;
             }
             won += 1;
-            let planned = self.plan_shard(now, s).await;
+            let planned = async {
+                let l = match &lookups {
+                    Some(l) => l,
+                    None => lookups.insert(self.lookups().await?),
+                };
+                self.plan(now, false, Some((s, l))).await
+            }
+            .await;
             // Free the shard even when planning failed: the next fire tries it again.
             self.store
                 .finish_shard(name, fire, &self.cfg.instance)
@@ -354,11 +372,13 @@ impl Dispatcher {
         Ok((total, won))
     }
 
+    /// The pass, whole (`scope` None: reads its own lookups, and makes the failure report)
+    /// or of one shard with the lookups its caller read.
     async fn plan(
         &self,
         now: DateTime<Utc>,
         dry_run: bool,
-        shard: Option<usize>,
+        scope: Option<(usize, &Lookups)>,
     ) -> Result<PassReport, StoreError> {
         let mut report = PassReport::default();
         if let Err(why) = self.window_check(now) {
@@ -366,16 +386,14 @@ impl Dispatcher {
             return Ok(report);
         }
         let today = self.today(now);
-        let (due, dir) = match shard {
-            None => (self.store.due_reminders(today, DUE_LIMIT).await?, None),
-            Some(s) => {
-                let dir = self.store.directory().await?;
-                let set = shard_units(&dir, s);
-                let due = self
-                    .store
+        let shard = scope.map(|(s, _)| s);
+        let due = match scope {
+            None => self.store.due_reminders(today, DUE_LIMIT).await?,
+            Some((s, l)) => {
+                let set = shard_units(&l.dir, s);
+                self.store
                     .due_reminders_of(today, DUE_LIMIT, Some(&set))
-                    .await?;
-                (due, Some(dir))
+                    .await?
             }
         };
         if due.is_empty() {
@@ -398,11 +416,14 @@ impl Dispatcher {
         }
         let ids: Vec<ItemId> = by_item.keys().copied().collect();
         let items = self.store.items_by_ids(&ids).await?;
-        let dir = match dir {
-            Some(d) => d,
-            None => self.store.directory().await?,
+        let owned;
+        let Lookups { dir, rounds } = match scope {
+            Some((_, l)) => l,
+            None => {
+                owned = self.lookups().await?;
+                &owned
+            }
         };
-        let rounds = self.round_titles().await?;
 
         // Per item: the one reminder to send, and why the others are skipped.
         let mut chosen: Vec<(Item, remind::DueReminder)> = Vec::new();
@@ -414,7 +435,7 @@ impl Dispatcher {
                 continue;
             };
             if let Some(s) = shard
-                && home_shard(item.lead_unit.as_deref(), &dir) != s
+                && home_shard(item.lead_unit.as_deref(), dir) != s
             {
                 // Reassigned to another shard's unit since the rows were read: that shard
                 // (now, or at the next fire) sends it to the new unit.
@@ -449,7 +470,7 @@ impl Dispatcher {
                 .flatten();
             if step.is_some_and(|s| s.notice) {
                 planned.push((
-                    self.notice(&item, &r, &dir, &rounds, today).await?,
+                    self.notice(&item, &r, dir, rounds, today).await?,
                     vec![r.id],
                 ));
             } else {
@@ -458,11 +479,11 @@ impl Dispatcher {
         }
         for (unit, rows) in digests {
             let ids: Vec<i64> = rows.iter().map(|(_, r)| r.id).collect();
-            planned.push((self.digest(&unit, &rows, &dir, &rounds, today)?, ids));
+            planned.push((self.digest(&unit, &rows, dir, rounds, today)?, ids));
         }
 
         if shard.is_none()
-            && let Some(m) = self.failure_report(&dir, today).await?
+            && let Some(m) = self.failure_report(dir, today).await?
         {
             planned.push((m, vec![]));
         }
@@ -713,6 +734,7 @@ impl Dispatcher {
         let t0 = std::time::Instant::now();
         // Reminders of messages a killed process had sent but not settled.
         self.store.settle_sent(None, start).await?;
+        timing.settling = t0.elapsed();
         let started = std::time::Instant::now();
         let mut unsettled: Vec<i64> = Vec::new();
         let mut last_settle = std::time::Instant::now();
@@ -939,6 +961,12 @@ const SETTLE_AFTER: Duration = Duration::from_secs(5);
 pub struct DeliveryTiming {
     pub sending: Duration,
     pub settling: Duration,
+}
+
+/// What a pass looks up besides the due rows: units and operators, rounds' titles.
+struct Lookups {
+    dir: Directory,
+    rounds: HashMap<String, String>,
 }
 
 /// What became of one claimed message.

@@ -481,19 +481,12 @@ impl Store {
         } else {
             ""
         };
-        let p = |n: usize| match backend {
-            DbBackend::Postgres => format!("${n}"),
-            _ => "?".to_string(),
-        };
+        let p = placeholders(backend, 5);
         let sql = format!(
             "UPDATE outbox SET state = 'sending', lease_until = {}, lease_token = {}, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM outbox WHERE (state = 'pending' AND next_attempt_at <= {}) \
              OR (state = 'sending' AND lease_until < {}) ORDER BY id LIMIT {}{lock}) RETURNING *",
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5)
+            p[0], p[1], p[2], p[3], p[4]
         );
         let stmt = Statement::from_sql_and_values(
             backend,

@@ -324,7 +324,6 @@ fn stored_link(e: event::Model) -> StoredLink {
     }
 }
 
-/// One event of an item's chain, ready to insert: its row, sequence number and hash.
 /// What `Store::decided_item` makes of a decided command.
 struct DecidedItem {
     update: sea_orm::UpdateMany<item::Entity>,
@@ -333,6 +332,7 @@ struct DecidedItem {
     replan: bool,
 }
 
+/// One event of an item's chain, ready to insert: its row, sequence number and hash.
 pub(crate) struct EventLink {
     pub row: event::ActiveModel,
     pub seq: i64,
@@ -1607,7 +1607,7 @@ fn failpoint_delay() {
 
 /// PostgreSQL statements (sea-query's, numbered from `$1` each) as one: the first, an UPDATE,
 /// becomes `WITH u AS (… RETURNING 1)`, and each other statement a data-modifying `WITH` that
-/// writes only when `u` has its row (UPDATE: `… AND EXISTS (SELECT 1 FROM u)`; INSERT … VALUES:
+/// writes only when `u` has its row (UPDATE: `… WHERE (…) AND EXISTS (SELECT 1 FROM u)`; INSERT … VALUES:
 /// `INSERT … SELECT * FROM (VALUES …) AS v WHERE EXISTS (…)`). A `NOTIFY` becomes
 /// `pg_notify`, also only when `u` has its row. Selects `updated`: 1, or 0 on a conflict.
 fn one_statement(statements: Vec<Statement>) -> Statement {
@@ -1639,8 +1639,11 @@ fn one_statement(statements: Vec<Statement>) -> Statement {
             format!(
                 "{head} SELECT * FROM (VALUES {rows}) AS v WHERE EXISTS (SELECT 1 FROM u){rest}"
             )
-        } else if body.contains(" WHERE ") {
-            format!("{body} AND EXISTS (SELECT 1 FROM u)")
+        } else if let Some(i) = body.find(" WHERE ") {
+            // The statement's own condition in parentheses: it may be an OR at the top.
+            let (head, cond) = body.split_at(i);
+            let cond = &cond[" WHERE ".len()..];
+            format!("{head} WHERE ({cond}) AND EXISTS (SELECT 1 FROM u)")
         } else {
             format!("{body} WHERE EXISTS (SELECT 1 FROM u)")
         };
@@ -1713,17 +1716,27 @@ fn sqlx_err(e: sea_orm::sqlx::Error) -> StoreError {
     )))
 }
 
-/// The message of the version guard's abort (see `VERSION_GUARD`).
-const VERSION_CONFLICT: &str = "rectify: the item changed since it was read";
+/// The message of the version guard's abort (see `VERSION_GUARD`), as a literal so that the
+/// guard's SQL can carry it.
+macro_rules! version_conflict {
+    () => {
+        "rectify: the item changed since it was read"
+    };
+}
+const VERSION_CONFLICT: &str = version_conflict!();
 
 /// Set up on every SQLite connection: inserting into `rectify_guard` anything but 1 aborts
 /// the statement with `VERSION_CONFLICT`. `Store::write_at_once` inserts `changes()` right
 /// after the version-checked item UPDATE, so a command whose item changed meanwhile writes
 /// nothing more. A view with an INSTEAD OF trigger stores nothing; both live in the
 /// connection's temp schema, not in the database file.
-const VERSION_GUARD: &str = "CREATE TEMP VIEW IF NOT EXISTS rectify_guard (ok) AS SELECT 1;
+const VERSION_GUARD: &str = concat!(
+    "CREATE TEMP VIEW IF NOT EXISTS rectify_guard (ok) AS SELECT 1;
 CREATE TEMP TRIGGER IF NOT EXISTS rectify_guard_check INSTEAD OF INSERT ON rectify_guard
-WHEN NEW.ok IS NOT 1 BEGIN SELECT RAISE(ABORT, 'rectify: the item changed since it was read'); END";
+WHEN NEW.ok IS NOT 1 BEGIN SELECT RAISE(ABORT, '",
+    version_conflict!(),
+    "'); END"
+);
 
 /// Whether the connection's TLS mode was chosen: `sslmode` in the URL, or `PGSSLMODE`.
 fn tls_chosen(url: &str) -> bool {
@@ -1929,7 +1942,11 @@ mod tests {
         let one = super::one_statement(vec![
             st("UPDATE items SET v = $1 WHERE id = $2", 2),
             st("INSERT INTO events (a, b) VALUES ($1, $2)", 2),
-            st("UPDATE reminders SET s = $1 WHERE item_id = $2", 2),
+            st(
+                "UPDATE reminders SET s = $1 WHERE item_id = $2 OR kind = $3",
+                3,
+            ),
+            st("UPDATE extensions SET s = $1", 1),
             Statement::from_string(DbBackend::Postgres, "NOTIFY rectify_plan"),
             st(
                 "INSERT INTO reminders (a) VALUES ($1), ($2) ON CONFLICT (a) DO UPDATE SET a = excluded.a WHERE x = $3",
@@ -1940,12 +1957,13 @@ mod tests {
             one.sql,
             "WITH u AS (UPDATE items SET v = $1 WHERE id = $2 RETURNING 1), \
              s1 AS (INSERT INTO events (a, b) SELECT * FROM (VALUES ($3, $4)) AS v WHERE EXISTS (SELECT 1 FROM u)), \
-             s2 AS (UPDATE reminders SET s = $5 WHERE item_id = $6 AND EXISTS (SELECT 1 FROM u)), \
-             s3 AS (INSERT INTO reminders (a) SELECT * FROM (VALUES ($7), ($8)) AS v WHERE EXISTS (SELECT 1 FROM u) ON CONFLICT (a) DO UPDATE SET a = excluded.a WHERE x = $9), \
+             s2 AS (UPDATE reminders SET s = $5 WHERE (item_id = $6 OR kind = $7) AND EXISTS (SELECT 1 FROM u)), \
+             s3 AS (UPDATE extensions SET s = $8 WHERE EXISTS (SELECT 1 FROM u)), \
+             s4 AS (INSERT INTO reminders (a) SELECT * FROM (VALUES ($9), ($10)) AS v WHERE EXISTS (SELECT 1 FROM u) ON CONFLICT (a) DO UPDATE SET a = excluded.a WHERE x = $11), \
              nt AS (SELECT pg_notify('rectify_plan', '') FROM u) \
              SELECT (SELECT count(*) FROM u) AS updated, (SELECT count(*) FROM nt) AS notified"
         );
-        assert_eq!(one.values.expect("values").0.len(), 9);
+        assert_eq!(one.values.expect("values").0.len(), 11);
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub async fn assigned_item(
     store: &Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> (rectify_engine::Actor, i64) {
-    use rectify_engine::{Actor, Deadline, NewItem, Role, Source};
+    use rectify_engine::{Actor, Role, Source};
     let admin = Actor {
         name: "office".into(),
         role: Role::Admin,
@@ -170,23 +170,35 @@ pub async fn assigned_item(
         )
         .await
         .expect("round");
-    let item = store
+    let item = add_item(store, &admin, "1", now).await;
+    (admin, item)
+}
+
+/// Another item like `assigned_item`'s (FGJ, round R2, due 2026-04-30), numbered `number`.
+pub async fn add_item(
+    store: &Store,
+    admin: &rectify_engine::Actor,
+    number: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    use rectify_engine::{Deadline, NewItem};
+    store
         .create_item(
             &NewItem {
                 round: "R2".into(),
-                number: "1".into(),
-                title: "整改事项".into(),
+                number: number.into(),
+                title: format!("整改事项{number}"),
                 lead_unit: Some("FGJ".into()),
                 deadline: Some(Deadline::Date(
                     chrono::NaiveDate::from_ymd_opt(2026, 4, 30).expect("date"),
                 )),
                 ..Default::default()
             },
-            &admin,
+            admin,
             now,
             now.date_naive(),
         )
         .await
-        .expect("item");
-    (admin, item.id)
+        .expect("item")
+        .id
 }

@@ -59,24 +59,7 @@ async fn reminder_queries_use_the_partial_indexes() {
             .with_timezone(&chrono::Utc);
         let (admin, _) = rectify_schema::testing::assigned_item(&store, now).await;
         for n in 2..=200 {
-            store
-                .create_item(
-                    &rectify_engine::NewItem {
-                        round: "R2".into(),
-                        number: n.to_string(),
-                        title: format!("整改事项{n}"),
-                        lead_unit: Some("FGJ".into()),
-                        deadline: Some(rectify_engine::Deadline::Date(
-                            NaiveDate::from_ymd_opt(2026, 9, 30).expect("date"),
-                        )),
-                        ..Default::default()
-                    },
-                    &admin,
-                    now,
-                    now.date_naive(),
-                )
-                .await
-                .expect("item");
+            rectify_schema::testing::add_item(&store, &admin, &n.to_string(), now).await;
         }
         store.execute_unprepared("ANALYZE").await.expect("analyze");
         let today = NaiveDate::from_ymd_opt(2026, 3, 2).expect("date");
