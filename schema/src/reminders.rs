@@ -162,7 +162,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let (planned, key) = self.plan_for(item, today);
-        self.write_plan(txn, item, &planned, now).await?;
+        self.write_plan(txn, item, &planned, &[], now).await?;
         item::Entity::update_many()
             .col_expr(item::Column::PlanKey, Expr::value(key))
             .filter(item::Column::Id.eq(item.id))
@@ -182,16 +182,21 @@ impl Store {
         txn: &DatabaseTransaction,
         item: &Item,
         planned: &[remind::Planned],
+        known: &[remind::Planned],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        run_statements(txn, self.plan_statements(item, planned, now)).await
+        run_statements(txn, self.plan_statements(item, planned, known, now)).await
     }
 
     /// The statements [`Store::write_plan`] runs, for a caller that sends them with others.
+    /// `known`: reminders the item is known to have rows for already (a row of the plan, not
+    /// cancelled since); they are not written again. Pending rows `planned` no longer has are
+    /// cancelled whatever `known` says.
     pub(crate) fn plan_statements(
         &self,
         item: &Item,
         planned: &[remind::Planned],
+        known: &[remind::Planned],
         now: DateTime<Utc>,
     ) -> Vec<Statement> {
         use sea_orm::QueryTrait;
@@ -205,10 +210,17 @@ impl Store {
                 format!("NOTIFY {PLAN_CHANNEL}"),
             ));
         }
-        if planned.is_empty() {
+        let same_key = |a: &remind::Planned, b: &remind::Planned| {
+            a.kind == b.kind && a.step == b.step && a.deadline_version == b.deadline_version
+        };
+        let mut new = planned
+            .iter()
+            .filter(|r| !known.iter().any(|k| same_key(k, r)))
+            .peekable();
+        if new.peek().is_none() {
             return out;
         }
-        let rows = planned.iter().map(|r| reminder_row(item.id, r, now));
+        let rows = new.map(|r| reminder_row(item.id, r, now));
         out.push(
             reminder::Entity::insert_many(rows)
                 .on_conflict(
@@ -1068,7 +1080,6 @@ pub fn cancel_unplanned(
     planned: &[remind::Planned],
     now: DateTime<Utc>,
 ) -> sea_orm::UpdateMany<reminder::Entity> {
-    use sea_orm::Condition;
     let mut cancel = reminder::Entity::update_many()
         .col_expr(reminder::Column::State, Expr::value("cancelled"))
         .col_expr(reminder::Column::Reason, Expr::value("replanned"))
@@ -1076,18 +1087,26 @@ pub fn cancel_unplanned(
         .filter(reminder::Column::ItemId.eq(item_id))
         .filter(reminder::Column::State.eq("pending"));
     if !planned.is_empty() {
-        let mut keep = Condition::any();
-        for r in planned {
-            keep = keep.add(
-                Condition::all()
-                    .add(reminder::Column::Kind.eq(r.kind.as_str()))
-                    .add(reminder::Column::Step.eq(r.step))
-                    .add(reminder::Column::DeadlineVersion.eq(r.deadline_version)),
-            );
-        }
-        cancel = cancel.filter(keep.not());
+        // One list of keys as text, not a condition per key: sea-query took ~40 µs to build
+        // the OR of eight (kind, step, deadline_version) conditions, a tenth of a command.
+        cancel = cancel.filter(
+            Expr::cust(REMINDER_KEY_SQL).is_not_in(
+                planned
+                    .iter()
+                    .map(|r| reminder_key(r.kind.as_str(), r.step, r.deadline_version)),
+            ),
+        );
     }
     cancel
+}
+
+/// A reminder row's key (kind, step, deadline version) as one text, in SQL; see
+/// `reminder_key`.
+const REMINDER_KEY_SQL: &str = r#""kind" || ':' || "step" || ':' || "deadline_version""#;
+
+/// The text `REMINDER_KEY_SQL` reads for a row with this key.
+fn reminder_key(kind: &str, step: i64, deadline_version: i64) -> String {
+    format!("{kind}:{step}:{deadline_version}")
 }
 
 /// The messages that carry queued reminder rows (the partial index on queued rows).

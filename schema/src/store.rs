@@ -61,7 +61,12 @@ pub struct Store {
     pub(crate) db: DatabaseConnection,
     evidence_dir: PathBuf,
     pub(crate) planner: Arc<Planner>,
+    /// SQLite: the connection lifecycle commands read their item on and write on (see
+    /// `apply`); opened on first use. Shared by every clone of the store.
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
 }
+
+type SqliteConnection = sea_orm::sqlx::SqliteConnection;
 
 /// A unit as shown and used by the CLI.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -330,6 +335,9 @@ struct DecidedItem {
     link: EventLink,
     planned: Vec<rectify_engine::remind::Planned>,
     replan: bool,
+    /// The reminders the item already has rows for, when that is known (see `decided_item`);
+    /// empty when not.
+    known: Vec<rectify_engine::remind::Planned>,
 }
 
 /// One event of an item's chain, ready to insert: its row, sequence number and hash.
@@ -431,18 +439,7 @@ impl Store {
         // Every SQLite connection with the query planner stability guarantee (see
         // `stable_plans`).
         opts.map_sqlx_sqlite_pool_opts(|p| {
-            p.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    {
-                        let mut handle = conn.lock_handle().await?;
-                        stable_plans(handle.as_raw_handle());
-                    }
-                    sea_orm::sqlx::raw_sql(VERSION_GUARD)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            })
+            p.after_connect(|conn, _meta| Box::pin(prepare_sqlite(conn)))
         });
         // Every new PostgreSQL connection without Nagle's delay (see `tcp_nodelay_everywhere`).
         opts.map_sqlx_postgres_pool_opts(|p| {
@@ -458,6 +455,7 @@ impl Store {
             db,
             evidence_dir: settings.evidence_dir.clone(),
             planner: Arc::new(Planner::default()),
+            writer: Arc::default(),
         })
     }
 
@@ -513,6 +511,10 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<()> {
+        if let Some(c) = self.writer.lock().await.take() {
+            use sea_orm::sqlx::Connection as _;
+            c.close().await.map_err(sqlx_err)?;
+        }
         self.db.close().await?;
         Ok(())
     }
@@ -886,6 +888,9 @@ impl Store {
         today: NaiveDate,
     ) -> Result<Item> {
         let now = now_for_store(now);
+        if self.backend() == DbBackend::Sqlite {
+            return self.apply_on_writer(id, command, actor, now, today).await;
+        }
         let model = self.get_item_model(id).await?;
         let (current, outcome) = self
             .decide(&self.db, &model, command, actor, now, today)
@@ -894,17 +899,92 @@ impl Store {
         if outcome.event.evidence.is_empty() {
             let statements =
                 self.decided_statements(&model, &current, &outcome, command, actor, now, today);
-            self.write_in_one_call(id, statements).await?;
+            self.write_as_one_statement(id, statements).await?;
             return Ok(outcome.item);
         }
+        self.write_in_transaction(&model, &current, &outcome, command, actor, now, today)
+            .await
+    }
+
+    /// SQLite's `apply`: the item is read and the command written on the store's writer
+    /// connection, held from the read to the write. A pooled connection costs two more trips
+    /// to its worker thread per use (sqlx pings it on release, from a task it spawns) and its
+    /// page cache is dropped whenever another connection wrote since it was last used; the
+    /// writer's stays warm from one command to the next. SQLite lets one writer at a time in
+    /// anyway. A command with evidence files is written in a transaction of the pool.
+    async fn apply_on_writer(
+        &self,
+        id: ItemId,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<Item> {
+        let mut held = self.hold_writer().await?;
+        let r = async {
+            let model = item_model_raw(held.conn(), id).await?;
+            let (current, outcome) = self
+                .decide(&self.db, &model, command, actor, now, today)
+                .await?;
+            failpoint_delay();
+            let written = outcome.event.evidence.is_empty();
+            if written {
+                let statements =
+                    self.decided_statements(&model, &current, &outcome, command, actor, now, today);
+                write_at_once(&mut held, id, statements).await?;
+            }
+            Ok::<_, StoreError>((model, current, outcome, written))
+        }
+        .await;
+        held.finish();
+        let (model, current, outcome, written) = r?;
+        if written {
+            return Ok(outcome.item);
+        }
+        self.write_in_transaction(&model, &current, &outcome, command, actor, now, today)
+            .await
+    }
+
+    /// The writer connection, opened (or reopened, after one was closed midway) when needed.
+    async fn hold_writer(&self) -> Result<HeldWriter<'_>> {
+        let mut slot = self.writer.lock().await;
+        let conn = match slot.take() {
+            Some(c) => c,
+            None => {
+                use sea_orm::sqlx::ConnectOptions as _;
+                let opts = self.db.get_sqlite_connection_pool().connect_options();
+                let mut c = opts.connect().await.map_err(sqlx_err)?;
+                prepare_sqlite(&mut c).await.map_err(sqlx_err)?;
+                c
+            }
+        };
+        Ok(HeldWriter {
+            slot,
+            conn: Some(conn),
+        })
+    }
+
+    /// A command with evidence files, in a write transaction of the pool (the evidence rows
+    /// need the event's id).
+    #[allow(clippy::too_many_arguments)]
+    async fn write_in_transaction(
+        &self,
+        model: &item::Model,
+        current: &Item,
+        outcome: &Outcome,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<Item> {
         let txn = self.begin_write().await?;
         match self
-            .write_decided(&txn, &model, &current, &outcome, command, actor, now, today)
+            .write_decided(&txn, model, current, outcome, command, actor, now, today)
             .await
         {
             Ok(()) => {
                 txn.commit().await?;
-                Ok(outcome.item)
+                Ok(outcome.item.clone())
             }
             Err(e) => {
                 txn.rollback().await?;
@@ -992,7 +1072,8 @@ impl Store {
             .await?;
         // Reminders are re-planned in the same transaction as the command (imports too).
         if d.replan {
-            self.write_plan(txn, &outcome.item, &d.planned, now).await?;
+            self.write_plan(txn, &outcome.item, &d.planned, &d.known, now)
+                .await?;
         }
         Ok(())
     }
@@ -1011,6 +1092,19 @@ impl Store {
         let link = event_link(model.id, model.head_seq, &model.head_hash, outcome);
         let (planned, plan_key) = self.plan_for(&outcome.item, today);
         let replan = model.plan_key.as_deref() != Some(plan_key.as_str());
+        // When the stored digest is that of the plan the item had before the command, planned
+        // today, its rows are those of that plan: only the reminders new to the plan need
+        // writing. Otherwise (planned on another day, or under another policy), all of them.
+        let known = if replan {
+            let (before, before_key) = self.plan_for(current, today);
+            if model.plan_key.as_deref() == Some(before_key.as_str()) {
+                before
+            } else {
+                Vec::new()
+            }
+        } else {
+            Vec::new()
+        };
         let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
         columns.plan_key = Set(Some(plan_key));
         let update = item::Entity::update_many()
@@ -1022,6 +1116,7 @@ impl Store {
             link,
             planned,
             replan,
+            known,
         }
     }
 
@@ -1056,78 +1151,24 @@ impl Store {
             );
         }
         if d.replan {
-            out.extend(self.plan_statements(&outcome.item, &d.planned, now));
+            out.extend(self.plan_statements(&outcome.item, &d.planned, &d.known, now));
         }
         out.extend(self.extension_statements(current, outcome, command, actor, now));
         out
     }
 
-    /// Writes a command's `decided_statements` in one call to the database (see
-    /// `write_at_once` and `write_as_one_statement`); a conflict when the item changed since
-    /// it was read, and then nothing is written.
+    /// Writes a command's `decided_statements` in one call to the database (SQLite: on the
+    /// writer connection, `write_at_once`; PostgreSQL: `write_as_one_statement`); a conflict
+    /// when the item changed since it was read, and then nothing is written.
+    #[cfg(test)]
     async fn write_in_one_call(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
-        match self.backend() {
-            DbBackend::Sqlite => self.write_at_once(id, statements).await,
-            _ => self.write_as_one_statement(id, statements).await,
+        if self.backend() != DbBackend::Sqlite {
+            return self.write_as_one_statement(id, statements).await;
         }
-    }
-
-    /// SQLite: runs `statements` as one write transaction in one call to the driver
-    /// (`BEGIN IMMEDIATE; …; COMMIT`), instead of a call for BEGIN, for each statement and for
-    /// COMMIT: sqlx runs every call on the connection's worker thread, and the hand-offs were
-    /// most of a command's time (BENCHMARKS.md). The version guard after the item UPDATE
-    /// (`VERSION_GUARD`) aborts the rest when the item changed since it was read.
-    ///
-    /// A failed statement leaves the transaction open on its connection: it is rolled back on
-    /// that connection before the connection goes back to the pool, or the connection is
-    /// closed (SQLite rolls back on close). A caller that gives up midway (its future dropped)
-    /// closes the connection too (`InterruptedCloses`), so no connection ever returns to the
-    /// pool inside a transaction.
-    async fn write_at_once(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
-        let mut sql = String::from("BEGIN IMMEDIATE;\n");
-        let mut values = Vec::new();
-        for st in statements {
-            sql.push_str(&st.sql);
-            sql.push_str(";\n");
-            if let Some(v) = st.values {
-                values.extend(v.0);
-            }
-        }
-        sql.push_str("COMMIT");
-        let pool = self.db.get_sqlite_connection_pool();
-        let mut conn = InterruptedCloses(Some(pool.acquire().await.map_err(sqlx_err)?));
-        let c = conn.0.as_mut().expect("held");
-        let r = sea_orm::sqlx::query_with(
-            sea_orm::sqlx::AssertSqlSafe(sql),
-            sea_query_sqlx::SqlxValues(sea_orm::sea_query::Values(values)),
-        )
-        .execute(&mut **c)
-        .await
-        .map(|_| ());
-        if r.is_err() {
-            let open = {
-                let mut h = c.lock_handle().await.map_err(sqlx_err)?;
-                // SAFETY: the handle is locked for us; the call only reads its state.
-                unsafe { libsqlite3_sys::sqlite3_get_autocommit(h.as_raw_handle().as_ptr()) == 0 }
-            };
-            if open
-                && sea_orm::sqlx::raw_sql("ROLLBACK")
-                    .execute(&mut **c)
-                    .await
-                    .is_err()
-            {
-                // Dropped without `finish`: closed, not returned to the pool.
-                return r.map_err(sqlx_err);
-            }
-        }
-        conn.finish();
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if e.to_string().contains(VERSION_CONFLICT) => {
-                Err(StoreError::Conflict { item: id })
-            }
-            Err(e) => Err(sqlx_err(e)),
-        }
+        let mut held = self.hold_writer().await?;
+        let r = write_at_once(&mut held, id, statements).await;
+        held.finish();
+        r
     }
 
     /// PostgreSQL: runs a command's writes as one statement in one round trip, instead of
@@ -1692,21 +1733,118 @@ fn renumber(sql: &str, offset: usize) -> String {
     out
 }
 
-/// A pooled connection that is closed, not returned to the pool, unless `finish` was called:
-/// dropped midway through `Store::write_at_once`, it may be inside the call's transaction.
-struct InterruptedCloses(Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Sqlite>>);
+/// The store's writer connection while a command uses it. `finish` puts it back. Dropped
+/// without `finish` (a caller that gave up midway), or after a failed write that could not be
+/// rolled back (`conn` emptied), the connection is closed instead, and SQLite rolls back what
+/// it had begun; the next command opens a new one.
+struct HeldWriter<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<SqliteConnection>>,
+    conn: Option<SqliteConnection>,
+}
 
-impl InterruptedCloses {
+impl HeldWriter<'_> {
+    fn conn(&mut self) -> &mut SqliteConnection {
+        self.conn.as_mut().expect("held until finish")
+    }
+
     fn finish(mut self) {
-        drop(self.0.take());
+        *self.slot = self.conn.take();
     }
 }
 
-impl Drop for InterruptedCloses {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.as_mut() {
-            c.close_on_drop();
+/// Sets up a new SQLite connection (the pool's and the writer): the query planner stability
+/// guarantee (`stable_plans`) and the version guard (`VERSION_GUARD`).
+async fn prepare_sqlite(
+    conn: &mut SqliteConnection,
+) -> std::result::Result<(), sea_orm::sqlx::Error> {
+    {
+        let mut handle = conn.lock_handle().await?;
+        stable_plans(handle.as_raw_handle());
+    }
+    sea_orm::sqlx::raw_sql(VERSION_GUARD)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads item `id` on `conn` with the statement sea-orm's `find_by_id` builds.
+async fn item_model_raw(conn: &mut SqliteConnection, id: ItemId) -> Result<item::Model> {
+    use sea_orm::{FromQueryResult, QueryTrait};
+    let st = item::Entity::find_by_id(id).build(DbBackend::Sqlite);
+    let row = sea_orm::sqlx::query_with(
+        sea_orm::sqlx::AssertSqlSafe(st.sql),
+        sea_query_sqlx::SqlxValues(st.values.unwrap_or(sea_orm::sea_query::Values(Vec::new()))),
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sqlx_err)?;
+    match row {
+        Some(r) => Ok(item::Model::from_query_result(
+            &sea_orm::QueryResult::from(r),
+            "",
+        )?),
+        None => Err(StoreError::NotFound {
+            what: "item",
+            key: id.to_string(),
+        }),
+    }
+}
+
+/// SQLite: runs a command's `decided_statements` as one write transaction in one call to the
+/// driver (`BEGIN IMMEDIATE; …; COMMIT`), instead of a call for BEGIN, for each statement and
+/// for COMMIT: sqlx runs every call on the connection's worker thread, and the hand-offs were
+/// most of a command's time (BENCHMARKS.md). The version guard after the item UPDATE
+/// (`VERSION_GUARD`) aborts the rest when the item changed since it was read: a conflict, and
+/// nothing is written.
+///
+/// A failed statement leaves the transaction open: it is rolled back before the connection is
+/// used again, or, when that fails too, the connection is closed (`HeldWriter`).
+async fn write_at_once(
+    held: &mut HeldWriter<'_>,
+    id: ItemId,
+    statements: Vec<Statement>,
+) -> Result<()> {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut values = Vec::new();
+    for st in statements {
+        sql.push_str(&st.sql);
+        sql.push_str(";\n");
+        if let Some(v) = st.values {
+            values.extend(v.0);
         }
+    }
+    sql.push_str("COMMIT");
+    let c = held.conn();
+    let r = sea_orm::sqlx::query_with(
+        sea_orm::sqlx::AssertSqlSafe(sql),
+        sea_query_sqlx::SqlxValues(sea_orm::sea_query::Values(values)),
+    )
+    .execute(&mut *c)
+    .await
+    .map(|_| ());
+    let Err(e) = r else {
+        return Ok(());
+    };
+    let open = match c.lock_handle().await {
+        // SAFETY: the handle is locked for us; the call only reads its state.
+        Ok(mut h) => unsafe {
+            libsqlite3_sys::sqlite3_get_autocommit(h.as_raw_handle().as_ptr()) == 0
+        },
+        Err(_) => true,
+    };
+    if open
+        && sea_orm::sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *c)
+            .await
+            .is_err()
+    {
+        // Closed when dropped: SQLite rolls back on close.
+        held.conn = None;
+    }
+    if e.to_string().contains(VERSION_CONFLICT) {
+        Err(StoreError::Conflict { item: id })
+    } else {
+        Err(sqlx_err(e))
     }
 }
 
@@ -1911,7 +2049,21 @@ mod tests {
                 store.get_item(item).await.expect("item").version,
                 before.version
             );
-            // The pool's one connection is out of the transaction: the next command commits.
+            // The connection is out of the transaction: a write on the pool's one connection
+            // does not wait for the write lock, and the next command commits.
+            let t = std::time::Instant::now();
+            store
+                .begin_write()
+                .await
+                .expect("begin")
+                .commit()
+                .await
+                .expect("commit");
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(2),
+                "{:?}",
+                t.elapsed()
+            );
             let after = store
                 .apply(item, &progress(4), &admin, now, today)
                 .await
@@ -1920,6 +2072,195 @@ mod tests {
             assert_eq!(events(store.clone()).await, n_events + 1);
             let (_, _, findings) = store.audit_verify(false).await.expect("audit");
             assert!(findings.is_empty(), "{findings:?}");
+            store.close().await.expect("close");
+            db.cleanup().await;
+        }
+    }
+
+    /// A command given up at any point (its future dropped, as a timeout does) leaves the item
+    /// written whole or not at all, the writer connection out of any transaction (a write on
+    /// the pool goes through at once) and the next command working.
+    #[tokio::test]
+    async fn commands_given_up_midway_leave_nothing_half_done() {
+        use rectify_engine::Command;
+        let db = TestDb::sqlite();
+        let store = db.store().await;
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let today = now.date_naive();
+        let (admin, item) = crate::testing::assigned_item(&store, now).await;
+        store
+            .apply(item, &Command::Acknowledge, &admin, now, today)
+            .await
+            .expect("acknowledge");
+        let (mut given_up, mut done) = (0, 0);
+        for k in 0..60u64 {
+            let before = store.get_item(item).await.expect("item");
+            let events = store.history(item).await.expect("history").len();
+            let cmd = Command::Progress {
+                note: format!("进展{k}"),
+                percent: Some(10),
+                evidence: vec![],
+            };
+            let r = tokio::time::timeout(
+                std::time::Duration::from_micros(20 * k),
+                store.apply(item, &cmd, &admin, now, today),
+            )
+            .await;
+            let after = store.get_item(item).await.expect("item");
+            let events_after = store.history(item).await.expect("history").len();
+            match r {
+                Ok(r) => {
+                    r.expect("apply");
+                    done += 1;
+                    assert_eq!(after.version, before.version + 1);
+                }
+                Err(_) => {
+                    given_up += 1;
+                    assert!(
+                        after.version == before.version || after.version == before.version + 1,
+                        "{} → {}",
+                        before.version,
+                        after.version
+                    );
+                }
+            }
+            assert_eq!(
+                events_after - events,
+                (after.version - before.version) as usize,
+                "an event for each version step, no more"
+            );
+            let t = std::time::Instant::now();
+            store
+                .begin_write()
+                .await
+                .expect("begin")
+                .commit()
+                .await
+                .expect("commit");
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(2),
+                "{:?}",
+                t.elapsed()
+            );
+        }
+        assert!(given_up > 0 && done > 0, "given up {given_up}, done {done}");
+        let after = store
+            .apply(
+                item,
+                &Command::Progress {
+                    note: "最后".into(),
+                    percent: None,
+                    evidence: vec![],
+                },
+                &admin,
+                now,
+                today,
+            )
+            .await
+            .expect("next command");
+        assert_eq!(after.last_progress.as_deref(), Some("最后"));
+        let (_, _, findings) = store.audit_verify(false).await.expect("audit");
+        assert!(findings.is_empty(), "{findings:?}");
+        store.close().await.expect("close");
+        db.cleanup().await;
+    }
+
+    /// A command re-plans only what it changes when the item's stored plan is the one it had
+    /// (`DecidedItem::known`); the rows left are exactly those a full re-plan leaves, through
+    /// a life of the item over several days, on SQLite and PostgreSQL.
+    #[tokio::test]
+    async fn partial_replans_leave_the_rows_a_full_replan_leaves() {
+        use rectify_engine::Command;
+        use sea_orm::{EntityTrait, QueryFilter, QueryOrder};
+        let at = |day: u32, hour: u32| {
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-03-{day:02}T{hour:02}:00:00+08:00"))
+                .expect("time")
+                .with_timezone(&chrono::Utc)
+        };
+        for db in TestDb::all().await {
+            let store = db.store().await;
+            let (admin, item) = crate::testing::assigned_item(&store, at(2, 9)).await;
+            let rows = |s: super::Store| async move {
+                crate::entity::reminder::Entity::find()
+                    .filter(sea_orm::ColumnTrait::eq(
+                        &crate::entity::reminder::Column::ItemId,
+                        item,
+                    ))
+                    .order_by_asc(crate::entity::reminder::Column::Id)
+                    .all(&s.db)
+                    .await
+                    .expect("rows")
+                    .into_iter()
+                    .map(|r| (r.id, r.kind, r.step, r.deadline_version, r.send_on, r.state))
+                    .collect::<Vec<_>>()
+            };
+            let progress = |n: u32| Command::Progress {
+                note: format!("进展{n}"),
+                percent: Some(10),
+                evidence: vec![],
+            };
+            let life = [
+                (at(2, 10), Command::Acknowledge),
+                (at(2, 11), progress(1)),
+                (at(2, 15), progress(2)),
+                (at(5, 9), progress(3)),
+                (at(5, 10), progress(4)),
+                (
+                    at(6, 9),
+                    Command::RequestExtension {
+                        to: chrono::NaiveDate::from_ymd_opt(2026, 5, 29).expect("date"),
+                        reason: "需要更多时间".into(),
+                    },
+                ),
+                (at(6, 10), Command::ApproveExtension { note: None }),
+                (at(6, 11), progress(5)),
+                (
+                    at(9, 9),
+                    Command::Submit {
+                        note: "已完成".into(),
+                        evidence: vec![],
+                    },
+                ),
+                (
+                    at(9, 10),
+                    Command::SendBack {
+                        reason: "材料不全".into(),
+                    },
+                ),
+                (at(9, 11), progress(6)),
+            ];
+            let mut partial = 0;
+            for (now, cmd) in &life {
+                let today = now.date_naive();
+                let model = store.get_item_model(item).await.expect("model");
+                let current = super::to_item(&model).expect("item");
+                let (_, outcome) = store
+                    .decide(&store.db, &model, cmd, &admin, *now, today)
+                    .await
+                    .expect("decide");
+                let d = store.decided_item(&model, &current, &outcome, today);
+                if d.replan && !d.known.is_empty() {
+                    partial += 1;
+                }
+                store
+                    .apply(item, cmd, &admin, *now, today)
+                    .await
+                    .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+                let written = rows(store.clone()).await;
+                store
+                    .replan_items(&[item], today, *now)
+                    .await
+                    .expect("full replan");
+                assert_eq!(
+                    rows(store.clone()).await,
+                    written,
+                    "[{:?}] after {cmd:?}",
+                    store.backend()
+                );
+            }
+            assert!(partial >= 3, "partial re-plans: {partial}");
             store.close().await.expect("close");
             db.cleanup().await;
         }
