@@ -1958,6 +1958,59 @@ pub fn tcp_nodelay_everywhere() {
 mod tests {
     use crate::testing::TestDb;
 
+    /// `testing::assigned_item`'s item, acknowledged: the admin, the item, the time and day.
+    async fn acknowledged_item(
+        store: &super::Store,
+    ) -> (
+        rectify_engine::Actor,
+        i64,
+        chrono::DateTime<chrono::Utc>,
+        chrono::NaiveDate,
+    ) {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let today = now.date_naive();
+        let (admin, item) = crate::testing::assigned_item(store, now).await;
+        store
+            .apply(
+                item,
+                &rectify_engine::Command::Acknowledge,
+                &admin,
+                now,
+                today,
+            )
+            .await
+            .expect("acknowledge");
+        (admin, item, now, today)
+    }
+
+    /// Every item's event chain verifies; then the store is closed and its database removed.
+    async fn chain_verifies_then_close(store: super::Store, db: TestDb) {
+        let (_, _, findings) = store.audit_verify(false).await.expect("audit");
+        assert!(findings.is_empty(), "{findings:?}");
+        store.close().await.expect("close");
+        db.cleanup().await;
+    }
+
+    /// No connection holds the write lock: a write transaction on the pool commits at once
+    /// (it would wait out the busy timeout behind a connection left inside a transaction).
+    async fn write_lock_is_free(store: &super::Store) {
+        let t = std::time::Instant::now();
+        store
+            .begin_write()
+            .await
+            .expect("begin")
+            .commit()
+            .await
+            .expect("commit");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
     /// The one-call write of a command (SQLite, PostgreSQL): a write decided on a stale read is a
     /// conflict and writes nothing; a statement that fails midway leaves nothing written and no
     /// transaction open on the pool's (only) connection; the next command goes through.
@@ -1969,15 +2022,7 @@ mod tests {
             settings.pool_size = 1;
             let store = super::Store::connect(&settings).await.expect("connect");
             store.migrate().await.expect("migrate");
-            let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
-                .expect("time")
-                .with_timezone(&chrono::Utc);
-            let today = now.date_naive();
-            let (admin, item) = crate::testing::assigned_item(&store, now).await;
-            store
-                .apply(item, &Command::Acknowledge, &admin, now, today)
-                .await
-                .expect("acknowledge");
+            let (admin, item, now, today) = acknowledged_item(&store).await;
             let progress = |n: u32| Command::Progress {
                 note: format!("进展{n}"),
                 percent: Some(10),
@@ -2051,29 +2096,14 @@ mod tests {
             );
             // The connection is out of the transaction: a write on the pool's one connection
             // does not wait for the write lock, and the next command commits.
-            let t = std::time::Instant::now();
-            store
-                .begin_write()
-                .await
-                .expect("begin")
-                .commit()
-                .await
-                .expect("commit");
-            assert!(
-                t.elapsed() < std::time::Duration::from_secs(2),
-                "{:?}",
-                t.elapsed()
-            );
+            write_lock_is_free(&store).await;
             let after = store
                 .apply(item, &progress(4), &admin, now, today)
                 .await
                 .expect("next command");
             assert_eq!(after.version, before.version + 1);
             assert_eq!(events(store.clone()).await, n_events + 1);
-            let (_, _, findings) = store.audit_verify(false).await.expect("audit");
-            assert!(findings.is_empty(), "{findings:?}");
-            store.close().await.expect("close");
-            db.cleanup().await;
+            chain_verifies_then_close(store, db).await;
         }
     }
 
@@ -2085,15 +2115,7 @@ mod tests {
         use rectify_engine::Command;
         let db = TestDb::sqlite();
         let store = db.store().await;
-        let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
-            .expect("time")
-            .with_timezone(&chrono::Utc);
-        let today = now.date_naive();
-        let (admin, item) = crate::testing::assigned_item(&store, now).await;
-        store
-            .apply(item, &Command::Acknowledge, &admin, now, today)
-            .await
-            .expect("acknowledge");
+        let (admin, item, now, today) = acknowledged_item(&store).await;
         let (mut given_up, mut done) = (0, 0);
         for k in 0..60u64 {
             let before = store.get_item(item).await.expect("item");
@@ -2131,19 +2153,7 @@ mod tests {
                 (after.version - before.version) as usize,
                 "an event for each version step, no more"
             );
-            let t = std::time::Instant::now();
-            store
-                .begin_write()
-                .await
-                .expect("begin")
-                .commit()
-                .await
-                .expect("commit");
-            assert!(
-                t.elapsed() < std::time::Duration::from_secs(2),
-                "{:?}",
-                t.elapsed()
-            );
+            write_lock_is_free(&store).await;
         }
         assert!(given_up > 0 && done > 0, "given up {given_up}, done {done}");
         let after = store
@@ -2161,10 +2171,7 @@ mod tests {
             .await
             .expect("next command");
         assert_eq!(after.last_progress.as_deref(), Some("最后"));
-        let (_, _, findings) = store.audit_verify(false).await.expect("audit");
-        assert!(findings.is_empty(), "{findings:?}");
-        store.close().await.expect("close");
-        db.cleanup().await;
+        chain_verifies_then_close(store, db).await;
     }
 
     /// A command re-plans only what it changes when the item's stored plan is the one it had
