@@ -511,11 +511,15 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<()> {
-        if let Some(c) = self.writer.lock().await.take() {
-            use sea_orm::sqlx::Connection as _;
-            c.close().await.map_err(sqlx_err)?;
-        }
+        let writer = match self.writer.lock().await.take() {
+            Some(c) => {
+                use sea_orm::sqlx::Connection as _;
+                c.close().await.map_err(sqlx_err)
+            }
+            None => Ok(()),
+        };
         self.db.close().await?;
+        writer?;
         Ok(())
     }
 
@@ -936,6 +940,10 @@ impl Store {
             Ok::<_, StoreError>((model, current, outcome, written))
         }
         .await;
+        if matches!(r, Err(StoreError::Db(_))) {
+            // The driver or the database failed, not the command: a new connection next time.
+            held.conn = None;
+        }
         held.finish();
         let (model, current, outcome, written) = r?;
         if written {
@@ -952,7 +960,12 @@ impl Store {
             Some(c) => c,
             None => {
                 use sea_orm::sqlx::ConnectOptions as _;
-                let opts = self.db.get_sqlite_connection_pool().connect_options();
+                let pool = self.db.get_sqlite_connection_pool();
+                if pool.is_closed() {
+                    // Closed by `close` (of this store or a clone): not opened again.
+                    return Err(sqlx_err(sea_orm::sqlx::Error::PoolClosed));
+                }
+                let opts = pool.connect_options();
                 let mut c = opts.connect().await.map_err(sqlx_err)?;
                 prepare_sqlite(&mut c).await.map_err(sqlx_err)?;
                 c
@@ -1107,10 +1120,18 @@ impl Store {
         };
         let mut columns = item_columns(&outcome.item, link.seq, &link.hash);
         columns.plan_key = Set(Some(plan_key));
-        let update = item::Entity::update_many()
+        let mut update = item::Entity::update_many()
             .set(changed_columns(columns, model))
             .filter(item::Column::Id.eq(model.id))
             .filter(item::Column::Version.eq(current.version));
+        if !known.is_empty()
+            && let Some(read) = &model.plan_key
+        {
+            // The plan may change without a new version (the dispatcher re-plans an item for
+            // its next overdue repeat): writing only what `known` lacks is right only if the
+            // plan is still the one read, so a plan changed meanwhile makes this a conflict.
+            update = update.filter(item::Column::PlanKey.eq(read.as_str()));
+        }
         DecidedItem {
             update,
             link,
@@ -2171,7 +2192,17 @@ mod tests {
             .await
             .expect("next command");
         assert_eq!(after.last_progress.as_deref(), Some("最后"));
-        chain_verifies_then_close(store, db).await;
+        let (_, _, findings) = store.audit_verify(false).await.expect("audit");
+        assert!(findings.is_empty(), "{findings:?}");
+        // A clone of a closed store does not open the writer again.
+        let clone = store.clone();
+        store.close().await.expect("close");
+        let e = clone
+            .apply(item, &Command::Acknowledge, &admin, now, today)
+            .await
+            .expect_err("closed");
+        assert!(e.to_string().to_lowercase().contains("closed"), "{e}");
+        db.cleanup().await;
     }
 
     /// A command re-plans only what it changes when the item's stored plan is the one it had
@@ -2270,6 +2301,61 @@ mod tests {
             assert!(partial >= 3, "partial re-plans: {partial}");
             store.close().await.expect("close");
             db.cleanup().await;
+        }
+    }
+
+    /// A command that writes only the reminders new to its plan (`DecidedItem::known`) is a
+    /// conflict, writing nothing, when the item's plan changed between its read and its write
+    /// without a new version (as the dispatcher's re-plan does): otherwise a reminder the
+    /// other re-plan had cancelled would stay cancelled under a digest that says it is planned.
+    #[tokio::test]
+    async fn a_plan_changed_since_the_read_makes_a_partial_replan_a_conflict() {
+        use rectify_engine::Command;
+        use sea_orm::ConnectionTrait;
+        for db in TestDb::all().await {
+            let store = db.store().await;
+            let (admin, item, now, _) = acknowledged_item(&store).await;
+            // The next day: the report re-keys the item's silence reminder.
+            let later = now + chrono::Duration::days(1);
+            let today = later.date_naive();
+            let progress = Command::Progress {
+                note: "进展".into(),
+                percent: Some(10),
+                evidence: vec![],
+            };
+            let read = store.get_item_model(item).await.expect("read");
+            let current = super::to_item(&read).expect("item");
+            let (_, outcome) = store
+                .decide(&store.db, &read, &progress, &admin, later, today)
+                .await
+                .expect("decide");
+            let d = store.decided_item(&read, &current, &outcome, today);
+            assert!(d.replan && !d.known.is_empty(), "a partial re-plan");
+            // Someone else re-plans the item: a new digest, the same version.
+            store
+                .db
+                .execute_unprepared(&format!(
+                    "UPDATE items SET plan_key = 'replanned' WHERE id = {item}"
+                ))
+                .await
+                .expect("replan");
+            let statements = store
+                .decided_statements(&read, &current, &outcome, &progress, &admin, later, today);
+            let e = store
+                .write_in_one_call(item, statements)
+                .await
+                .expect_err("stale plan");
+            assert!(matches!(e, crate::StoreError::Conflict { .. }), "{e}");
+            let after = store.get_item(item).await.expect("item");
+            assert_eq!(after.version, current.version);
+            assert_eq!(after.last_progress, None);
+            // Read again, the command goes through and writes the whole plan.
+            store
+                .apply(item, &progress, &admin, later, today)
+                .await
+                .expect("apply");
+            write_lock_is_free(&store).await;
+            chain_verifies_then_close(store, db).await;
         }
     }
 
