@@ -1205,6 +1205,13 @@ pub(crate) async fn run_statements(
         }
         return Ok(());
     }
+    txn.execute_raw(joined(statements)).await?;
+    Ok(())
+}
+
+/// SQLite statements as one multi-statement text with their values in order (`?` binds by
+/// position).
+pub(crate) fn joined(statements: Vec<Statement>) -> Statement {
     let mut sql = String::new();
     let mut values = Vec::new();
     for st in statements {
@@ -1216,11 +1223,5 @@ pub(crate) async fn run_statements(
             values.extend(v.0);
         }
     }
-    txn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        sql,
-        values,
-    ))
-    .await?;
-    Ok(())
+    Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }

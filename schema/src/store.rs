@@ -892,41 +892,9 @@ impl Store {
         today: NaiveDate,
     ) -> Result<Item> {
         let now = now_for_store(now);
-        if self.backend() == DbBackend::Sqlite {
-            return self.apply_on_writer(id, command, actor, now, today).await;
-        }
-        let model = self.get_item_model(id).await?;
-        let (current, outcome) = self
-            .decide(&self.db, &model, command, actor, now, today)
-            .await?;
-        failpoint_delay();
-        if outcome.event.evidence.is_empty() {
-            let statements =
-                self.decided_statements(&model, &current, &outcome, command, actor, now, today);
-            self.write_as_one_statement(id, statements).await?;
-            return Ok(outcome.item);
-        }
-        self.write_in_transaction(&model, &current, &outcome, command, actor, now, today)
-            .await
-    }
-
-    /// SQLite's `apply`: the item is read and the command written on the store's writer
-    /// connection, held from the read to the write. A pooled connection costs two more trips
-    /// to its worker thread per use (sqlx pings it on release, from a task it spawns) and its
-    /// page cache is dropped whenever another connection wrote since it was last used; the
-    /// writer's stays warm from one command to the next. SQLite lets one writer at a time in
-    /// anyway. A command with evidence files is written in a transaction of the pool.
-    async fn apply_on_writer(
-        &self,
-        id: ItemId,
-        command: &Command,
-        actor: &Actor,
-        now: DateTime<Utc>,
-        today: NaiveDate,
-    ) -> Result<Item> {
-        let mut held = self.hold_writer().await?;
+        let mut conn = self.command_conn().await?;
         let r = async {
-            let model = item_model_raw(held.conn(), id).await?;
+            let model = conn.read_item(self, id).await?;
             let (current, outcome) = self
                 .decide(&self.db, &model, command, actor, now, today)
                 .await?;
@@ -935,22 +903,26 @@ impl Store {
             if written {
                 let statements =
                     self.decided_statements(&model, &current, &outcome, command, actor, now, today);
-                write_at_once(&mut held, id, statements).await?;
+                conn.write(self, id, statements).await?;
             }
             Ok::<_, StoreError>((model, current, outcome, written))
         }
         .await;
-        if matches!(r, Err(StoreError::Db(_))) {
-            // The driver or the database failed, not the command: a new connection next time.
-            held.conn = None;
-        }
-        held.finish();
+        conn.finish(&r);
         let (model, current, outcome, written) = r?;
         if written {
             return Ok(outcome.item);
         }
         self.write_in_transaction(&model, &current, &outcome, command, actor, now, today)
             .await
+    }
+
+    /// Where a lifecycle command reads its item and writes its one call (`CommandConn`).
+    async fn command_conn(&self) -> Result<CommandConn<'_>> {
+        Ok(match self.backend() {
+            DbBackend::Sqlite => CommandConn::Writer(self.hold_writer().await?),
+            _ => CommandConn::Pool,
+        })
     }
 
     /// The writer connection, opened (or reopened, after one was closed midway) when needed.
@@ -1057,7 +1029,7 @@ impl Store {
     /// rows need the event's id): the item row (with the version check that turns a concurrent
     /// change into [`StoreError::Conflict`]), the event and its evidence rows, the extension
     /// rows, the reminder plan. Commands without evidence files go in one call instead
-    /// (`decided_statements`, `write_in_one_call`).
+    /// (`decided_statements`, `CommandConn::write`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn write_decided(
         &self,
@@ -1178,17 +1150,12 @@ impl Store {
         out
     }
 
-    /// Writes a command's `decided_statements` in one call to the database (SQLite: on the
-    /// writer connection, `write_at_once`; PostgreSQL: `write_as_one_statement`); a conflict
-    /// when the item changed since it was read, and then nothing is written.
+    /// Writes a command's `decided_statements` in one call, as `apply` does.
     #[cfg(test)]
     async fn write_in_one_call(&self, id: ItemId, statements: Vec<Statement>) -> Result<()> {
-        if self.backend() != DbBackend::Sqlite {
-            return self.write_as_one_statement(id, statements).await;
-        }
-        let mut held = self.hold_writer().await?;
-        let r = write_at_once(&mut held, id, statements).await;
-        held.finish();
+        let mut conn = self.command_conn().await?;
+        let r = conn.write(self, id, statements).await;
+        conn.finish(&r);
         r
     }
 
@@ -1754,6 +1721,45 @@ fn renumber(sql: &str, offset: usize) -> String {
     out
 }
 
+/// Where a lifecycle command (`Store::apply`) reads its item and writes its one call. SQLite:
+/// the store's writer connection, held from the read to the write. A pooled connection costs
+/// two more trips to its worker thread per use (sqlx pings it on release, from a task it
+/// spawns) and its page cache is dropped whenever another connection wrote since it was last
+/// used; the writer's stays warm from one command to the next, and SQLite lets one writer at a
+/// time in anyway. PostgreSQL: the pool (the write is one statement, `write_as_one_statement`).
+enum CommandConn<'a> {
+    Writer(HeldWriter<'a>),
+    Pool,
+}
+
+impl CommandConn<'_> {
+    async fn read_item(&mut self, store: &Store, id: ItemId) -> Result<item::Model> {
+        match self {
+            CommandConn::Writer(held) => item_model_raw(held.conn(), id).await,
+            CommandConn::Pool => store.get_item_model(id).await,
+        }
+    }
+
+    /// A conflict when the item changed since it was read, and then nothing is written.
+    async fn write(&mut self, store: &Store, id: ItemId, statements: Vec<Statement>) -> Result<()> {
+        match self {
+            CommandConn::Writer(held) => write_at_once(held, id, statements).await,
+            CommandConn::Pool => store.write_as_one_statement(id, statements).await,
+        }
+    }
+
+    /// Gives the writer back, or, after a driver or database error (not the command's own:
+    /// a refusal, a conflict), drops it so that the next command opens a new one.
+    fn finish<T>(self, outcome: &Result<T>) {
+        if let CommandConn::Writer(mut held) = self {
+            if matches!(outcome, Err(StoreError::Db(_))) {
+                held.conn = None;
+            }
+            held.finish();
+        }
+    }
+}
+
 /// The store's writer connection while a command uses it. `finish` puts it back. Dropped
 /// without `finish` (a caller that gave up midway), or after a failed write that could not be
 /// rolled back (`conn` emptied), the connection is closed instead, and SQLite rolls back what
@@ -1791,14 +1797,10 @@ async fn prepare_sqlite(
 /// Reads item `id` on `conn` with the statement sea-orm's `find_by_id` builds.
 async fn item_model_raw(conn: &mut SqliteConnection, id: ItemId) -> Result<item::Model> {
     use sea_orm::{FromQueryResult, QueryTrait};
-    let st = item::Entity::find_by_id(id).build(DbBackend::Sqlite);
-    let row = sea_orm::sqlx::query_with(
-        sea_orm::sqlx::AssertSqlSafe(st.sql),
-        sea_query_sqlx::SqlxValues(st.values.unwrap_or(sea_orm::sea_query::Values(Vec::new()))),
-    )
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sqlx_err)?;
+    let row = sqlx_query(item::Entity::find_by_id(id).build(DbBackend::Sqlite))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_err)?;
     match row {
         Some(r) => Ok(item::Model::from_query_result(
             &sea_orm::QueryResult::from(r),
@@ -1825,24 +1827,10 @@ async fn write_at_once(
     id: ItemId,
     statements: Vec<Statement>,
 ) -> Result<()> {
-    let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    let mut values = Vec::new();
-    for st in statements {
-        sql.push_str(&st.sql);
-        sql.push_str(";\n");
-        if let Some(v) = st.values {
-            values.extend(v.0);
-        }
-    }
-    sql.push_str("COMMIT");
+    let mut st = crate::reminders::joined(statements);
+    st.sql = format!("BEGIN IMMEDIATE;\n{};\nCOMMIT", st.sql);
     let c = held.conn();
-    let r = sea_orm::sqlx::query_with(
-        sea_orm::sqlx::AssertSqlSafe(sql),
-        sea_query_sqlx::SqlxValues(sea_orm::sea_query::Values(values)),
-    )
-    .execute(&mut *c)
-    .await
-    .map(|_| ());
+    let r = sqlx_query(st).execute(&mut *c).await.map(|_| ());
     let Err(e) = r else {
         return Ok(());
     };
@@ -1867,6 +1855,16 @@ async fn write_at_once(
     } else {
         Err(sqlx_err(e))
     }
+}
+
+/// A sea-orm statement as a sqlx query, to run on a connection of our own (the writer).
+fn sqlx_query(
+    st: Statement,
+) -> sea_orm::sqlx::query::Query<'static, sea_orm::sqlx::Sqlite, sea_query_sqlx::SqlxValues> {
+    sea_orm::sqlx::query_with(
+        sea_orm::sqlx::AssertSqlSafe(st.sql),
+        sea_query_sqlx::SqlxValues(st.values.unwrap_or(sea_orm::sea_query::Values(Vec::new()))),
+    )
 }
 
 fn sqlx_err(e: sea_orm::sqlx::Error) -> StoreError {
