@@ -416,6 +416,7 @@ fn remind_preview_writes_nothing_and_remind_run_writes_eml_files(env: Env) {
         from: String::new(),
         rcpts: vec![],
         data: raw,
+        body_8bit: false,
     };
     assert_eq!(eml.header("To").as_deref(), Some(FGJ), "[{b}]");
     assert_eq!(

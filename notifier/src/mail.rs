@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -115,28 +116,47 @@ impl PlainPool {
         Ok(conn)
     }
 
-    async fn send(&self, message: &Message) -> Result<(), SendError> {
+    async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| SendError::Transient("mail pool closed".into()))?;
-        let bytes = message.formatted();
         let reused = self.idle.lock().await.pop();
         let fresh = reused.is_none();
         let mut conn = match reused {
             Some(c) if !c.has_broken() => c,
             _ => self.connect().await?,
         };
-        let first = tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes)).await;
+        // Built for the connection it goes over: 8-bit text where the server takes it.
+        let mut eight_bit = eight_bit_mime(&conn);
+        let mut message = match build_for(mail, eight_bit) {
+            Ok(m) => m,
+            Err(e) => {
+                self.give_back(conn).await;
+                return Err(e);
+            }
+        };
+        let first = tokio::time::timeout(
+            self.timeout,
+            conn.send(message.envelope(), &message.formatted()),
+        )
+        .await;
         let result = match first {
             Ok(Ok(_)) => Ok(()),
             // A reused connection the server had closed: once more on a fresh one.
             Ok(Err(e)) if !fresh && !e.is_permanent() && !e.is_transient() => {
                 conn.abort().await;
                 conn = self.connect().await?;
-                match tokio::time::timeout(self.timeout, conn.send(message.envelope(), &bytes))
-                    .await
+                if eight_bit_mime(&conn) != eight_bit {
+                    eight_bit = !eight_bit;
+                    message = build_for(mail, eight_bit)?;
+                }
+                match tokio::time::timeout(
+                    self.timeout,
+                    conn.send(message.envelope(), &message.formatted()),
+                )
+                .await
                 {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(classify(e)),
@@ -147,24 +167,30 @@ impl PlainPool {
             Err(_) => Err(SendError::Transient("SMTP send timed out".into())),
         };
         match &result {
-            Ok(()) => {
-                let mut idle = self.idle.lock().await;
-                if idle.len() < self.max_idle {
-                    idle.push(conn);
-                }
-            }
+            Ok(()) => self.give_back(conn).await,
             Err(SendError::Permanent(_)) if !conn.has_broken() => {
                 // The server refused this message; the connection itself is fine after RSET.
                 let _ = conn.command(lettre::transport::smtp::commands::Rset).await;
-                let mut idle = self.idle.lock().await;
-                if idle.len() < self.max_idle {
-                    idle.push(conn);
-                }
+                self.give_back(conn).await;
             }
             Err(_) => conn.abort().await,
         }
         result
     }
+
+    /// Keeps a working connection for the next message, up to the pool's size.
+    async fn give_back(&self, conn: lettre::transport::smtp::client::AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().await;
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Whether the server announced 8BITMIME (RFC 6152), so text may go as UTF-8 octets.
+fn eight_bit_mime(conn: &lettre::transport::smtp::client::AsyncSmtpConnection) -> bool {
+    conn.server_info()
+        .supports_feature(lettre::transport::smtp::extension::Extension::EightBitMime)
 }
 
 fn classify(e: lettre::transport::smtp::Error) -> SendError {
@@ -249,11 +275,12 @@ impl Mailer {
     }
 
     pub async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
-        let message = build(mail)?;
         match self {
-            Mailer::File { dir } => write_eml(dir, &mail.message_id, &message.formatted()).await,
-            Mailer::Plain(pool) => pool.send(&message).await,
-            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| {
+            Mailer::File { dir } => {
+                write_eml(dir, &mail.message_id, &build(mail)?.formatted()).await
+            }
+            Mailer::Plain(pool) => pool.send(mail).await,
+            Mailer::Smtp(t) => t.send(build(mail)?).await.map(|_| ()).map_err(|e| {
                 if e.is_permanent() {
                     SendError::Permanent(e.to_string())
                 } else {
@@ -270,8 +297,19 @@ fn mailbox(addr: &str) -> Result<Mailbox, SendError> {
         .map_err(|e| SendError::Permanent(format!("bad address `{addr}`: {e}")))
 }
 
-/// Builds the MIME message: plain text and HTML alternatives, our stable Message-ID.
+/// Builds the MIME message: plain text and HTML alternatives, our stable Message-ID; the text
+/// parts in base64 or quoted-printable, whichever is shorter, which every server takes.
 pub fn build(mail: &OutgoingMail) -> Result<Message, SendError> {
+    build_for(mail, false)
+}
+
+/// [`build`], for a server that announced 8BITMIME when `eight_bit`: then the text parts go as
+/// the UTF-8 they are (`Content-Transfer-Encoding: 8bit`), a third smaller than base64 for
+/// Chinese text (a digest of 50 items: 17.2 KB against 25.9 KB) and without the encoding work
+/// (BENCHMARKS.md); a part with a line longer than 8bit allows (998 octets) still goes
+/// encoded. Only the plain pool knows what its connection announced; lettre's TLS pool and the
+/// `.eml` files get [`build`].
+pub fn build_for(mail: &OutgoingMail, eight_bit: bool) -> Result<Message, SendError> {
     let mut b = Message::builder()
         .from(mailbox(&mail.from)?)
         .subject(mail.subject.clone())
@@ -285,11 +323,59 @@ pub fn build(mail: &OutgoingMail) -> Result<Message, SendError> {
     for c in &mail.cc {
         b = b.cc(mailbox(c)?);
     }
-    b.multipart(MultiPart::alternative_plain_html(
-        mail.text.clone(),
-        mail.html.clone(),
-    ))
+    let part = |content_type: ContentType, text: &str| {
+        let body = eight_bit
+            .then(|| eight_bit_body(text))
+            .flatten()
+            .unwrap_or_else(|| Body::new(text.to_owned()));
+        SinglePart::builder().header(content_type).body(body)
+    };
+    b.multipart(
+        MultiPart::alternative()
+            .singlepart(part(ContentType::TEXT_PLAIN, &mail.text))
+            .singlepart(part(ContentType::TEXT_HTML, &mail.html)),
+    )
     .map_err(|e| SendError::Permanent(format!("cannot build message: {e}")))
+}
+
+/// Longest line an 8bit body may have, in octets, without its CRLF (RFC 5322 2.1.1).
+const MAX_8BIT_LINE: usize = 998;
+
+/// `text` as an 8bit body: its lines ended by CRLF, when every line fits in
+/// [`MAX_8BIT_LINE`] octets and it holds no NUL and no CR but before a line feed (a lone CR
+/// goes encoded). lettre's own chooser allows 8bit only for lines under 76 octets (the limit
+/// of encoded lines, which a line of 26 Chinese characters already passes), so it is not used.
+fn eight_bit_body(text: &str) -> Option<Body> {
+    // Without an early exit, so the compiler checks many bytes at a time.
+    let (nul, cr) = text
+        .bytes()
+        .fold((false, false), |(n, c), b| (n | (b == 0), c | (b == b'\r')));
+    if nul {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() + text.len() / 16 + 2);
+    for (i, line) in text.split('\n').enumerate() {
+        let line = if cr {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.contains('\r') {
+                return None;
+            }
+            line
+        } else {
+            line
+        };
+        if line.len() > MAX_8BIT_LINE {
+            return None;
+        }
+        if i > 0 {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+    Some(Body::dangerous_pre_encoded(
+        out,
+        ContentTransferEncoding::EightBit,
+    ))
 }
 
 /// Writes one `.eml` file named after the Message-ID, via a temporary file and a rename, so a
@@ -323,4 +409,109 @@ pub fn message_id_of(raw: &str) -> Option<String> {
     raw.lines()
         .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
         .map(|l| l[11..].trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::SmtpServer;
+
+    fn body_of(text: &str) -> Option<(Vec<u8>, ContentTransferEncoding)> {
+        eight_bit_body(text).map(|b| {
+            let enc = b.encoding();
+            (b.into_vec(), enc)
+        })
+    }
+
+    #[test]
+    fn eight_bit_bodies_end_lines_with_crlf_and_refuse_what_8bit_cannot_carry() {
+        let (bytes, enc) = body_of("整改\n进展\n").expect("8bit");
+        assert_eq!(enc, ContentTransferEncoding::EightBit);
+        assert_eq!(bytes, "整改\r\n进展\r\n".as_bytes());
+        // CRLF endings stay CRLF, not CRCRLF.
+        assert_eq!(body_of("甲\r\n乙").expect("8bit").0, "甲\r\n乙".as_bytes());
+        // A line of 998 octets fits; of 999, not (it goes encoded).
+        assert!(body_of(&"a".repeat(MAX_8BIT_LINE)).is_some());
+        assert!(body_of(&format!("ok\n{}", "a".repeat(MAX_8BIT_LINE + 1))).is_none());
+        // 333 Chinese characters are 999 octets.
+        assert!(body_of(&"整".repeat(333)).is_none());
+        assert!(body_of("a lone\rCR").is_none());
+        assert!(body_of("a NUL\0").is_none());
+    }
+
+    fn plain(port: u16) -> Mailer {
+        Mailer::new(&TransportConfig::Smtp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            username: String::new(),
+            password: None,
+            max_connections: 2,
+            timeout: Duration::from_secs(10),
+        })
+        .expect("mailer")
+    }
+
+    fn mail(text: &str, html: &str) -> OutgoingMail {
+        OutgoingMail {
+            message_id: "<m1@rectify.test>".into(),
+            from: "整改办 <zgb@example.gov.cn>".into(),
+            to: vec!["fgj@example.gov.cn".into()],
+            cc: vec![],
+            subject: "【整改提醒】区发改局".into(),
+            text: text.into(),
+            html: html.into(),
+        }
+    }
+
+    /// Lines longer than 76 octets (26 Chinese characters), and lines that start with a dot,
+    /// which SMTP's transparency must double on the wire and the server undo.
+    const TEXT: &str = "区发改局:\n\n1. 关于落实全面从严治党主体责任不到位、基层党组织建设薄弱问题的整改措施\n.以点开头的一行\n..两个点\n.\n最后一行";
+
+    #[tokio::test]
+    async fn text_goes_8bit_to_a_server_that_announces_8bitmime() {
+        let smtp = SmtpServer::start().await.expect("smtp");
+        let html = format!("<p>{}</p>", "整改措施".repeat(300)); // one line of 3,600 octets
+        plain(smtp.port())
+            .send(&mail(TEXT, &html))
+            .await
+            .expect("send");
+        let got = smtp.received();
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert!(r.body_8bit, "declared BODY=8BITMIME");
+        assert!(
+            r.data.contains("基层党组织建设薄弱问题的整改措施"),
+            "the text as it is"
+        );
+        assert!(
+            r.data
+                .to_ascii_lowercase()
+                .contains("content-transfer-encoding: 8bit")
+        );
+        assert_eq!(r.text().replace("\r\n", "\n"), TEXT);
+        // The HTML's one long line does not fit 8bit: that part goes encoded, intact.
+        assert_eq!(r.html().replace("\r\n", "\n"), html);
+        assert!(
+            !r.data.contains("整改措施整改措施"),
+            "the long line is encoded"
+        );
+    }
+
+    #[tokio::test]
+    async fn text_goes_encoded_to_a_server_without_8bitmime() {
+        let smtp = SmtpServer::start().await.expect("smtp");
+        smtp.seven_bit_only();
+        plain(smtp.port())
+            .send(&mail(TEXT, "<p>整改</p>"))
+            .await
+            .expect("send");
+        let got = smtp.received();
+        assert_eq!(got.len(), 1);
+        let r = &got[0];
+        assert!(!r.body_8bit);
+        assert!(r.data.is_ascii(), "nothing 8-bit on the wire");
+        assert_eq!(r.text().replace("\r\n", "\n"), TEXT);
+        assert_eq!(r.html().replace("\r\n", "\n"), "<p>整改</p>");
+    }
 }

@@ -16,6 +16,8 @@ pub struct Received {
     pub from: String,
     pub rcpts: Vec<String>,
     pub data: String,
+    /// The client declared the body 8-bit (`MAIL FROM:<…> BODY=8BITMIME`).
+    pub body_8bit: bool,
 }
 
 impl Received {
@@ -72,6 +74,8 @@ struct State {
     connections: u64,
     /// How long to wait after each message's data before accepting it.
     delay: Duration,
+    /// Do not announce 8BITMIME, and refuse 8-bit bodies (a server of before RFC 6152).
+    seven_bit_only: bool,
 }
 
 /// The server; dropped with the test. Clone it to share.
@@ -148,6 +152,12 @@ impl SmtpServer {
         self.lock().delay = delay;
     }
 
+    /// From now on the server does not announce 8BITMIME (for new connections) and refuses a
+    /// message declared or found 8-bit with 554, as a server of before RFC 6152 would.
+    pub fn seven_bit_only(&self) {
+        self.lock().seven_bit_only = true;
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
     }
@@ -171,6 +181,7 @@ async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
     let mut r = BufReader::new(r);
     w.write_all(b"220 localhost ESMTP rectify-test\r\n").await?;
     let mut from = String::new();
+    let mut body_8bit = false;
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
@@ -181,12 +192,18 @@ async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-localhost\r\n250-SIZE 52428800\r\n250 8BITMIME\r\n")
-                .await?;
+            if lock(&state).seven_bit_only {
+                w.write_all(b"250-localhost\r\n250 SIZE 52428800\r\n")
+                    .await?;
+            } else {
+                w.write_all(b"250-localhost\r\n250-SIZE 52428800\r\n250 8BITMIME\r\n")
+                    .await?;
+            }
         } else if upper.starts_with("HELO") {
             w.write_all(b"250 localhost\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {
             from = addr_of(&cmd[10..]);
+            body_8bit = upper.contains(" BODY=8BITMIME");
             rcpts.clear();
             w.write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
@@ -222,14 +239,24 @@ async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
                 let l = line.strip_prefix('.').unwrap_or(&line);
                 data.push_str(l);
             }
-            let delay = lock(&state).delay;
+            let (delay, seven_bit_only) = {
+                let s = lock(&state);
+                (s.delay, s.seven_bit_only)
+            };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            if seven_bit_only && (body_8bit || !data.is_ascii()) {
+                rcpts.clear();
+                w.write_all(b"554 5.6.1 8-bit data not accepted\r\n")
+                    .await?;
+                continue;
             }
             lock(&state).received.push(Received {
                 from: from.clone(),
                 rcpts: std::mem::take(&mut rcpts),
                 data,
+                body_8bit,
             });
             w.write_all(b"250 2.0.0 queued\r\n").await?;
         } else if upper == "RSET" {
