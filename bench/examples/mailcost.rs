@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use rectify_engine::Lang;
-use rectify_notifier::mail::{self, Mailer, OutgoingMail, TlsMode, TransportConfig};
+use rectify_notifier::mail::{self, OutgoingMail};
 use rectify_notifier::render::Renderer;
-use rectify_notifier::testing::SmtpServer;
+use rectify_notifier::testing::{SmtpServer, plain_mailer, trivial_mail};
 use serde_json::json;
 
 const REPS: usize = 400;
@@ -41,30 +41,9 @@ fn digest_mail(i: usize) -> OutgoingMail {
     }
 }
 
-fn trivial_mail(i: usize) -> OutgoingMail {
-    OutgoingMail {
-        message_id: format!("<t{i}@bench>"),
-        from: "a@example.gov.cn".into(),
-        to: vec![format!("u{i}@example.gov.cn")],
-        cc: vec![],
-        subject: "ref".into(),
-        text: "x".into(),
-        html: "x".into(),
-    }
-}
-
 async fn rate(mails: Vec<OutgoingMail>, conns: u32) -> f64 {
     let smtp = SmtpServer::start().await.expect("smtp");
-    let mailer = Mailer::new(&TransportConfig::Smtp {
-        host: "127.0.0.1".into(),
-        port: smtp.port(),
-        tls: TlsMode::None,
-        username: String::new(),
-        password: None,
-        max_connections: conns,
-        timeout: Duration::from_secs(30),
-    })
-    .expect("mailer");
+    let mailer = plain_mailer(smtp.port(), conns, Duration::from_secs(30));
     let n = mails.len();
     let cpu0 = cpu_seconds();
     let t = Instant::now();

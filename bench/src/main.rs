@@ -16,7 +16,7 @@ use rectify_engine::light::LightPolicy;
 use rectify_engine::remind::ReminderPolicy;
 use rectify_engine::{Actor, Command as Cmd, Lang, Role};
 use rectify_notifier::testing::SmtpServer;
-use rectify_notifier::{DispatchConfig, Dispatcher, Mailer, TlsMode, TransportConfig};
+use rectify_notifier::{DispatchConfig, Dispatcher, Mailer, TransportConfig};
 use rectify_schema::sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use rectify_schema::{ConnectSettings, Planner, Store};
 
@@ -471,15 +471,7 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
         / received.len().max(1) as f64
         / 1024.0;
     let trivial: Vec<_> = (0..units.max(200))
-        .map(|i| rectify_notifier::mail::OutgoingMail {
-            message_id: format!("<ref{i}@bench>"),
-            from: "a@example.gov.cn".into(),
-            to: vec![format!("u{i}@example.gov.cn")],
-            cc: vec![],
-            subject: "ref".into(),
-            text: "x".into(),
-            html: "x".into(),
-        })
+        .map(rectify_notifier::testing::trivial_mail)
         .collect();
     let same: Vec<_> = received
         .iter()
@@ -514,16 +506,8 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize) 
 /// server over `conns` connections.
 async fn send_rate(mails: Vec<rectify_notifier::mail::OutgoingMail>, conns: usize) -> f64 {
     let smtp = SmtpServer::start().await.expect("smtp");
-    let mailer = Mailer::new(&TransportConfig::Smtp {
-        host: "127.0.0.1".into(),
-        port: smtp.port(),
-        tls: TlsMode::None,
-        username: String::new(),
-        password: None,
-        max_connections: conns as u32,
-        timeout: Duration::from_secs(30),
-    })
-    .expect("mailer");
+    let mailer =
+        rectify_notifier::testing::plain_mailer(smtp.port(), conns as u32, Duration::from_secs(30));
     let n = mails.len();
     let t = Instant::now();
     let mut futs = Vec::new();

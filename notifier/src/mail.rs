@@ -440,16 +440,7 @@ mod tests {
     }
 
     fn plain(port: u16) -> Mailer {
-        Mailer::new(&TransportConfig::Smtp {
-            host: "127.0.0.1".into(),
-            port,
-            tls: TlsMode::None,
-            username: String::new(),
-            password: None,
-            max_connections: 2,
-            timeout: Duration::from_secs(10),
-        })
-        .expect("mailer")
+        crate::testing::plain_mailer(port, 2, Duration::from_secs(10))
     }
 
     fn mail(text: &str, html: &str) -> OutgoingMail {

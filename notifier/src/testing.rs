@@ -171,6 +171,33 @@ impl SmtpServer {
     }
 }
 
+/// A plain-SMTP mailer (no TLS, no login) to a test server's `port` on loopback.
+pub fn plain_mailer(port: u16, max_connections: u32, timeout: Duration) -> crate::Mailer {
+    crate::Mailer::new(&crate::TransportConfig::Smtp {
+        host: "127.0.0.1".into(),
+        port,
+        tls: crate::TlsMode::None,
+        username: String::new(),
+        password: None,
+        max_connections,
+        timeout,
+    })
+    .expect("a plain SMTP transport")
+}
+
+/// A message of a few bytes to `u{n}@example.gov.cn`: the benchmarks' reference.
+pub fn trivial_mail(n: usize) -> crate::mail::OutgoingMail {
+    crate::mail::OutgoingMail {
+        message_id: format!("<ref{n}@bench>"),
+        from: "a@example.gov.cn".into(),
+        to: vec![format!("u{n}@example.gov.cn")],
+        cc: vec![],
+        subject: "ref".into(),
+        text: "x".into(),
+        html: "x".into(),
+    }
+}
+
 fn lock(s: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -20,8 +20,7 @@ use rectify_engine::remind::ReminderPolicy;
 use rectify_engine::{Actor, Command, Deadline, Item, Lang, NewItem, Offset, Role, Source};
 use rectify_notifier::testing::{Received, SmtpServer};
 use rectify_notifier::{
-    DeliveryReport, DispatchConfig, Dispatcher, Job, Mailer, PassReport, SHARDS, TlsMode,
-    TransportConfig, shard_job, shard_of,
+    DeliveryReport, DispatchConfig, Dispatcher, Job, PassReport, SHARDS, shard_job, shard_of,
 };
 use rectify_schema::entity::{outbox, reminder};
 use rectify_schema::sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -379,16 +378,7 @@ impl H {
 }
 
 fn dispatcher(store: &Store, policy: &ReminderPolicy, port: u16) -> Dispatcher {
-    let mailer = Mailer::new(&TransportConfig::Smtp {
-        host: "127.0.0.1".into(),
-        port,
-        tls: TlsMode::None,
-        username: String::new(),
-        password: None,
-        max_connections: 2,
-        timeout: Duration::from_secs(5),
-    })
-    .expect("SMTP transport");
+    let mailer = rectify_notifier::testing::plain_mailer(port, 2, Duration::from_secs(5));
     let t = |s| NaiveTime::parse_from_str(s, "%H:%M").expect("time");
     Dispatcher::new(
         store.clone(),
