@@ -129,8 +129,7 @@ impl PlainPool {
             _ => self.connect().await?,
         };
         // Built for the connection it goes over: 8-bit text where the server takes it.
-        let mut eight_bit = eight_bit_mime(&conn);
-        let mut message = match build_for(mail, eight_bit) {
+        let message = match build_for(mail, eight_bit_mime(&conn)) {
             Ok(m) => m,
             Err(e) => {
                 self.give_back(conn).await;
@@ -148,10 +147,7 @@ impl PlainPool {
             Ok(Err(e)) if !fresh && !e.is_permanent() && !e.is_transient() => {
                 conn.abort().await;
                 conn = self.connect().await?;
-                if eight_bit_mime(&conn) != eight_bit {
-                    eight_bit = !eight_bit;
-                    message = build_for(mail, eight_bit)?;
-                }
+                let message = build_for(mail, eight_bit_mime(&conn))?;
                 match tokio::time::timeout(
                     self.timeout,
                     conn.send(message.envelope(), &message.formatted()),

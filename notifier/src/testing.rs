@@ -219,13 +219,12 @@ async fn session(sock: tokio::net::TcpStream, state: Arc<Mutex<State>>) -> std::
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            if lock(&state).seven_bit_only {
-                w.write_all(b"250-localhost\r\n250 SIZE 52428800\r\n")
-                    .await?;
+            let reply: &[u8] = if lock(&state).seven_bit_only {
+                b"250-localhost\r\n250 SIZE 52428800\r\n"
             } else {
-                w.write_all(b"250-localhost\r\n250-SIZE 52428800\r\n250 8BITMIME\r\n")
-                    .await?;
-            }
+                b"250-localhost\r\n250-SIZE 52428800\r\n250 8BITMIME\r\n"
+            };
+            w.write_all(reply).await?;
         } else if upper.starts_with("HELO") {
             w.write_all(b"250 localhost\r\n").await?;
         } else if upper.starts_with("MAIL FROM:") {

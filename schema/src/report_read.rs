@@ -16,8 +16,10 @@ use crate::entity::{event, item};
 use crate::store::{Result, Store, parse_enum, stored_deadline};
 
 /// The columns of an item the report uses. Decoding a row costs per column (each value is
-/// copied out of SQLite and converted), and the report needs about half of them.
-#[derive(DerivePartialModel)]
+/// copied out of SQLite and converted), and the report needs about half of them. On
+/// PostgreSQL a row of the query; on SQLite an element of a JSON page, an array of
+/// [`ITEM_COLUMNS`] in this order.
+#[derive(DerivePartialModel, serde::Deserialize)]
 #[sea_orm(entity = "item::Entity")]
 struct ReportItemRow {
     id: i64,
@@ -32,11 +34,17 @@ struct ReportItemRow {
     send_backs: i64,
     cadence: Option<String>,
     last_progress: Option<String>,
+    #[serde(deserialize_with = "stored_time")]
     created_at: DateTime<Utc>,
+    #[serde(deserialize_with = "stored_time_opt")]
     assigned_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "stored_time_opt")]
     acknowledged_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "stored_time_opt")]
     last_progress_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "stored_time_opt")]
     submitted_at: Option<DateTime<Utc>>,
+    #[serde(deserialize_with = "stored_time_opt")]
     closed_at: Option<DateTime<Utc>>,
 }
 
@@ -82,55 +90,29 @@ const ITEM_COLUMNS: &str = "id, round_code, parent_id, number, title, lead_unit,
      deadline, state, send_backs, cadence, last_progress, created_at, assigned_at, \
      acknowledged_at, last_progress_at, submitted_at, closed_at";
 
-/// One element of a SQLite JSON page of items: [`ITEM_COLUMNS`] in order, times as stored.
+/// An element of a SQLite JSON page of transitions: item, kind, time.
 #[derive(serde::Deserialize)]
-struct JsonItemRow(
-    i64,
+struct TransitionRow(
+    ItemId,
     String,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    serde_json::Value,
-    serde_json::Value,
-    serde_json::Value,
-    serde_json::Value,
-    serde_json::Value,
-    serde_json::Value,
+    #[serde(deserialize_with = "stored_time")] DateTime<Utc>,
 );
 
-impl JsonItemRow {
-    fn into_row(self) -> Result<ReportItemRow> {
-        let opt = |v: &serde_json::Value| match v {
-            serde_json::Value::Null => Ok(None),
-            v => sqlite_time(v).map(Some),
-        };
-        Ok(ReportItemRow {
-            id: self.0,
-            round_code: self.1,
-            parent_id: self.2,
-            number: self.3,
-            title: self.4,
-            lead_unit: self.5,
-            leader: self.6,
-            deadline: self.7,
-            state: self.8,
-            send_backs: self.9,
-            cadence: self.10,
-            last_progress: self.11,
-            created_at: sqlite_time(&self.12)?,
-            assigned_at: opt(&self.13)?,
-            acknowledged_at: opt(&self.14)?,
-            last_progress_at: opt(&self.15)?,
-            submitted_at: opt(&self.16)?,
-            closed_at: opt(&self.17)?,
-        })
+/// A JSON page's time, as [`sqlite_time`] reads it.
+fn stored_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<DateTime<Utc>, D::Error> {
+    let v = <serde_json::Value as serde::Deserialize>::deserialize(d)?;
+    sqlite_time(&v).map_err(serde::de::Error::custom)
+}
+
+/// [`stored_time`], or none for a JSON null.
+fn stored_time_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<DateTime<Utc>>, D::Error> {
+    match <serde_json::Value as serde::Deserialize>::deserialize(d)? {
+        serde_json::Value::Null => Ok(None),
+        v => sqlite_time(&v).map(Some).map_err(serde::de::Error::custom),
     }
 }
 
@@ -287,20 +269,14 @@ impl Store {
         };
         values.push(after.into());
         values.push((limit as i64).into());
+        // The aggregate's own ORDER BY (SQLite 3.44; sqlx bundles 3.51): the subquery's order
+        // is not by definition the aggregate's.
         let sql = format!(
-            "SELECT json_group_array(json_array({ITEM_COLUMNS})) AS page FROM \
+            "SELECT json_group_array(json_array({ITEM_COLUMNS}) ORDER BY id) AS page FROM \
              (SELECT {ITEM_COLUMNS} FROM items WHERE {round}id > ? ORDER BY id LIMIT ?)"
         );
-        let rows: Vec<JsonItemRow> = self.json_page(sql, values).await?;
-        let mut items = rows
-            .into_iter()
-            .map(|r| r.into_row()?.into_item())
-            .collect::<Result<Vec<_>>>()?;
-        // An aggregate's order is the subquery's in practice, not by definition.
-        if !items.is_sorted_by_key(|i| i.id) {
-            items.sort_by_key(|i| i.id);
-        }
-        Ok(items)
+        let rows: Vec<ReportItemRow> = self.json_page(sql, values).await?;
+        rows.into_iter().map(ReportItemRow::into_item).collect()
     }
 
     /// [`Store::round_transitions_between`] on SQLite, as one JSON row (see
@@ -325,14 +301,15 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "SELECT json_group_array(json_array(item_id, kind, at)) AS page FROM \
-             (SELECT item_id, kind, at FROM events WHERE item_id > ? AND item_id <= ?{round} \
-             AND kind IN ({kinds}) ORDER BY item_id, seq)"
+            "SELECT json_group_array(json_array(item_id, kind, at) ORDER BY item_id, seq) AS page \
+             FROM (SELECT item_id, kind, at, seq FROM events WHERE item_id > ? AND item_id <= ?\
+             {round} AND kind IN ({kinds}))"
         );
-        let rows: Vec<(ItemId, String, serde_json::Value)> = self.json_page(sql, values).await?;
-        rows.into_iter()
-            .map(|(id, kind, at)| Ok((id, kind, sqlite_time(&at)?)))
-            .collect()
+        let rows: Vec<TransitionRow> = self.json_page(sql, values).await?;
+        Ok(rows
+            .into_iter()
+            .map(|TransitionRow(id, kind, at)| (id, kind, at))
+            .collect())
     }
 
     /// Runs a query whose one row has a JSON text column `page` and parses it.
@@ -354,7 +331,7 @@ impl Store {
             None => return Ok(Vec::new()),
         };
         serde_json::from_str(&text).map_err(|e| {
-            sea_orm::DbErr::Custom(format!("a report page SQLite built does not parse: {e}")).into()
+            sea_orm::DbErr::Custom(format!("cannot read a report page from SQLite: {e}")).into()
         })
     }
 

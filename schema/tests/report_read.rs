@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rectify_engine::{Cadence, Command, Deadline, Item, ItemId, NewItem};
 use rectify_schema::Store;
+use rectify_schema::sea_orm::ConnectionTrait;
 use rectify_schema::testing::{TestDb, add_item, assigned_item};
 
 fn now() -> DateTime<Utc> {
@@ -226,4 +227,27 @@ async fn report_pages_hold_what_the_store_holds() {
         drop(store);
         db.cleanup().await;
     }
+}
+
+/// A time in the file that no writer of the store made (SQLite takes any text in any column)
+/// stops the report with the value named, instead of a report built on a wrong date.
+#[tokio::test]
+async fn a_stored_time_the_store_never_writes_is_named() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let (_, id) = assigned_item(&store, now()).await;
+    store
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE items SET acknowledged_at = 'last Tuesday' WHERE id = {id}"
+        ))
+        .await
+        .expect("corrupt");
+    let e = store
+        .report_items_page(Some("R2"), 0, 100)
+        .await
+        .expect_err("a corrupt time");
+    assert!(e.to_string().contains("last Tuesday"), "{e}");
+    drop(store);
+    db.cleanup().await;
 }
