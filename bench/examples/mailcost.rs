@@ -8,37 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use rectify_engine::Lang;
 use rectify_notifier::mail::{self, OutgoingMail};
-use rectify_notifier::render::Renderer;
-use rectify_notifier::testing::{SmtpServer, plain_mailer, trivial_mail};
-use serde_json::json;
+use rectify_notifier::testing::{SmtpServer, plain_mailer, sample_digest, trivial_mail};
 
 const REPS: usize = 400;
 
 fn digest_mail(i: usize) -> OutgoingMail {
-    let items: Vec<_> = (0..50)
-        .map(|n| {
-            json!({
-                "id": n, "kind": "到期提醒", "round": "2026年第一轮巡视反馈问题", "number": format!("{i}-{n}"),
-                "title": "基层党组织建设薄弱的问题整改措施",
-                "due": "2026-12-31", "days": "剩余 3 个工作日", "light": "黄灯", "color": "orange",
-                "progress": "已召开专题会议研究部署",
-                "leader": "周诚",
-            })
-        })
-        .collect();
-    let ctx = json!({"unit": "区发展和改革局", "today": "2026-12-01", "items": items, "sender": "整改办"});
-    let (text, html) = Renderer::new(Lang::Zh).digest(&ctx).expect("render");
-    OutgoingMail {
-        message_id: format!("<d{i}@bench>"),
-        from: "整改办 <zgb@example.gov.cn>".into(),
-        to: vec![format!("u{i}@example.gov.cn")],
-        cc: vec![],
-        subject: "【整改提醒】区发展和改革局:50 项整改事项需关注(2026-12-01)".into(),
-        text,
-        html,
-    }
+    sample_digest(i, 50)
 }
 
 async fn rate(mails: Vec<OutgoingMail>, conns: u32) -> f64 {

@@ -185,6 +185,36 @@ pub fn plain_mailer(port: u16, max_connections: u32, timeout: Duration) -> crate
     .expect("a plain SMTP transport")
 }
 
+/// A digest of `items` items to `u{n}@example.gov.cn`, rendered with the real Chinese
+/// templates: the benchmarks' examples' message of a digest's size (50 items: 26.7 KB of 8bit
+/// MIME).
+pub fn sample_digest(n: usize, items: usize) -> crate::mail::OutgoingMail {
+    let rows: Vec<_> = (0..items)
+        .map(|k| {
+            serde_json::json!({
+                "id": k, "kind": "到期提醒", "round": "2026年第一轮巡视反馈问题", "number": format!("{n}-{k}"),
+                "title": "基层党组织建设薄弱的问题整改措施",
+                "due": "2026-12-31", "days": "剩余 3 个工作日", "light": "黄灯", "color": "orange",
+                "progress": "已召开专题会议研究部署",
+                "leader": "周诚",
+            })
+        })
+        .collect();
+    let ctx = serde_json::json!({"unit": "区发展和改革局", "today": "2026-12-01", "items": rows, "sender": "整改办"});
+    let (text, html) = crate::render::Renderer::new(rectify_engine::Lang::Zh)
+        .digest(&ctx)
+        .expect("the digest templates render");
+    crate::mail::OutgoingMail {
+        message_id: format!("<d{n}@bench>"),
+        from: "整改办 <zgb@example.gov.cn>".into(),
+        to: vec![format!("u{n}@example.gov.cn")],
+        cc: vec![],
+        subject: format!("【整改提醒】区发展和改革局:{items} 项整改事项需关注(2026-12-01)"),
+        text,
+        html,
+    }
+}
+
 /// A message of a few bytes to `u{n}@example.gov.cn`: the benchmarks' reference.
 pub fn trivial_mail(n: usize) -> crate::mail::OutgoingMail {
     crate::mail::OutgoingMail {
