@@ -343,8 +343,8 @@ type UnitCounts = (usize, usize, usize, i64, usize);
 /// its tree row kept, and nothing else of it is held.
 struct Tally<'a> {
     day: NaiveDate,
-    light: &'a dyn Fn(&Item) -> Option<Light>,
-    local: &'a dyn Fn(DateTime<Utc>) -> NaiveDate,
+    light: &'a (dyn Fn(&Item) -> Option<Light> + Sync),
+    local: &'a (dyn Fn(DateTime<Utc>) -> NaiveDate + Sync),
     rounds: HashMap<String, Totals>,
     total: Totals,
     per_unit: BTreeMap<String, UnitCounts>,

@@ -159,7 +159,7 @@ impl Bulk<'_> {
         actor: &Actor,
         now: DateTime<Utc>,
         today: NaiveDate,
-        progress: &dyn Fn(usize),
+        progress: &(dyn Fn(usize) + Sync),
     ) -> std::result::Result<Vec<(ItemId, ItemState)>, BatchError> {
         let now = now_for_store(now);
         let at = |index: usize| {

@@ -722,7 +722,7 @@ impl Store {
     // ---- items ----------------------------------------------------------------------------
 
     /// Checks that every unit a command or a new item names exists, before anything is written.
-    async fn check_units<'a>(&self, units: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    async fn check_units(&self, units: &[&String]) -> Result<()> {
         check_units_on(&self.db, units).await
     }
 
@@ -758,8 +758,8 @@ impl Store {
                 ));
             }
         }
-        self.check_units(new.lead_unit.iter().chain(new.co_units.iter()))
-            .await?;
+        let units: Vec<&String> = new.lead_unit.iter().chain(&new.co_units).collect();
+        self.check_units(&units).await?;
         if new.deadline.is_some() && new.lead_unit.is_none() {
             return Err(StoreError::invalid(
                 "给出完成时限时也须给出牵头单位(--lead)",
@@ -996,8 +996,11 @@ impl Store {
                 lead_unit,
                 co_units,
                 ..
-            } => check_units_on(conn, std::iter::once(lead_unit).chain(co_units.iter())).await?,
-            Command::Reassign { lead_unit, .. } => check_units_on(conn, [lead_unit]).await?,
+            } => {
+                let units: Vec<&String> = std::iter::once(lead_unit).chain(co_units).collect();
+                check_units_on(conn, &units).await?
+            }
+            Command::Reassign { lead_unit, .. } => check_units_on(conn, &[lead_unit]).await?,
             Command::Cancel {
                 merged_into: Some(target),
                 ..
@@ -1534,10 +1537,11 @@ fn recorded_evidence(payload: &serde_json::Value) -> Vec<EvidenceRef> {
 }
 
 /// Checks that every unit named exists, reading on `conn` (a transaction sees its own writes).
-pub(crate) async fn check_units_on<'a, C: ConnectionTrait>(
-    conn: &C,
-    units: impl IntoIterator<Item = &'a String>,
-) -> Result<()> {
+///
+/// The units come as a slice, not as any iterator: a future holding a borrowing iterator
+/// across its awaits is not `Send` for every lifetime (rustc's higher-ranked check), and the
+/// futures of `Store` must be spawnable on a multi-threaded runtime.
+pub(crate) async fn check_units_on<C: ConnectionTrait>(conn: &C, units: &[&String]) -> Result<()> {
     for u in units {
         let found = unit::Entity::find()
             .filter(unit::Column::Code.eq(u.as_str()))
@@ -1546,7 +1550,7 @@ pub(crate) async fn check_units_on<'a, C: ConnectionTrait>(
         if found.is_none() {
             return Err(StoreError::NotFound {
                 what: "unit",
-                key: u.clone(),
+                key: (*u).clone(),
             });
         }
     }
@@ -2030,6 +2034,59 @@ mod tests {
         );
     }
 
+    /// The store's futures are `Send`: a service runs them on a multi-threaded runtime's
+    /// tasks. A command that checks units (reassignment, to a unit that does not exist and to
+    /// one that does) runs as a spawned task on both engines. This did not compile while the
+    /// unit check held a borrowing iterator across its awaits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commands_run_as_spawned_tasks() {
+        use rectify_engine::Command;
+        for db in TestDb::all().await {
+            let store = super::Store::connect(&db.settings())
+                .await
+                .expect("connect");
+            store.migrate().await.expect("migrate");
+            let (admin, item, now, today) = acknowledged_item(&store).await;
+            store
+                .add_unit(
+                    &crate::Unit {
+                        code: "JYJ".into(),
+                        name: "区教育局".into(),
+                        parent: None,
+                        emails: vec!["jyj@example.gov.cn".into()],
+                        leader: None,
+                        leader_email: None,
+                        aliases: vec![],
+                    },
+                    now,
+                )
+                .await
+                .expect("second unit");
+            let reassign = |unit: &str| Command::Reassign {
+                lead_unit: unit.into(),
+                reason: "职能调整".into(),
+            };
+            let (s, a) = (store.clone(), admin.clone());
+            let unknown = reassign("NOPE");
+            let refused =
+                tokio::spawn(async move { s.apply(item, &unknown, &a, now, today).await })
+                    .await
+                    .expect("task");
+            assert!(
+                matches!(&refused, Err(crate::StoreError::NotFound { what: "unit", key }) if key == "NOPE"),
+                "{refused:?}"
+            );
+            let (s, a) = (store.clone(), admin.clone());
+            let known = reassign("JYJ");
+            let moved = tokio::spawn(async move { s.apply(item, &known, &a, now, today).await })
+                .await
+                .expect("task")
+                .expect("reassign to an existing unit");
+            assert_eq!(moved.lead_unit.as_deref(), Some("JYJ"));
+            chain_verifies_then_close(store, db).await;
+        }
+    }
+
     /// The one-call write of a command (SQLite, PostgreSQL): a write decided on a stale read is a
     /// conflict and writes nothing; a statement that fails midway leaves nothing written and no
     /// transaction open on the pool's (only) connection; the next command goes through.
@@ -2126,6 +2183,22 @@ mod tests {
         }
     }
 
+    /// Polls `fut` at most `polls` times, a millisecond apart (time for the step it is waiting
+    /// on to finish), and drops it if it is not done by then: a command given up after a given
+    /// number of its steps, on a fast machine as on a slow one. (A timeout of a few microseconds
+    /// gave up nothing on a fast machine: tokio's timers fire at millisecond ticks.)
+    async fn poll_at_most<F: std::future::Future>(fut: F, polls: u64) -> Result<F::Output, ()> {
+        let mut fut = std::pin::pin!(fut);
+        for _ in 0..polls {
+            let step = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx)));
+            if let std::task::Poll::Ready(out) = step.await {
+                return Ok(out);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        Err(())
+    }
+
     /// A command given up at any point (its future dropped, as a timeout does) leaves the item
     /// written whole or not at all, the writer connection out of any transaction (a write on
     /// the pool goes through at once) and the next command working.
@@ -2144,11 +2217,7 @@ mod tests {
                 percent: Some(10),
                 evidence: vec![],
             };
-            let r = tokio::time::timeout(
-                std::time::Duration::from_micros(20 * k),
-                store.apply(item, &cmd, &admin, now, today),
-            )
-            .await;
+            let r = poll_at_most(store.apply(item, &cmd, &admin, now, today), k).await;
             let after = store.get_item(item).await.expect("item");
             let events_after = store.history(item).await.expect("history").len();
             match r {
