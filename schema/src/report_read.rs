@@ -379,9 +379,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A page's time column, read as the page reads it.
+    #[derive(serde::Deserialize, Debug)]
+    struct Required(#[serde(deserialize_with = "stored_time")] DateTime<Utc>);
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Optional(#[serde(deserialize_with = "stored_time_opt")] Option<DateTime<Utc>>);
+
     #[test]
     fn stored_times_read_as_sqlx_reads_them() {
         let t = Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap();
+        let read = |v: &str| serde_json::from_str::<Required>(v).map(|r| r.0);
         for v in [
             json!("2026-03-02T01:00:00+00:00"),
             json!("2026-03-02T09:00:00+08:00"),
@@ -390,9 +398,16 @@ mod tests {
             json!("2026-03-02T01:00:00.000Z"),
             json!(t.timestamp()),
         ] {
-            assert_eq!(sqlite_time(&v).expect("a time"), t, "{v}");
+            assert_eq!(read(&v.to_string()).expect("a time"), t, "{v}");
+            let opt = serde_json::from_str::<Optional>(&v.to_string()).expect("a time");
+            assert_eq!(opt.0, Some(t), "{v}");
         }
-        assert!(sqlite_time(&json!("2 March")).is_err());
-        assert!(sqlite_time(&json!(null)).is_err());
+        let e = read(r#""2 March""#).expect_err("not a time");
+        assert!(e.to_string().contains("2 March"), "{e}");
+        assert!(read("null").is_err(), "a required time may not be missing");
+        assert!(read("true").is_err());
+        assert!(read(&u64::MAX.to_string()).is_err());
+        let none = serde_json::from_str::<Optional>("null").expect("none");
+        assert_eq!(none.0, None);
     }
 }

@@ -2035,9 +2035,10 @@ mod tests {
     }
 
     /// The store's futures are `Send`: a service runs them on a multi-threaded runtime's
-    /// tasks. A command that checks units (reassignment, to a unit that does not exist and to
-    /// one that does) runs as a spawned task on both engines. This did not compile while the
-    /// unit check held a borrowing iterator across its awaits.
+    /// tasks. A command and a new item that check units (a reassignment to a unit that does
+    /// not exist and to one that does; a new item for a unit that does not exist) run as
+    /// spawned tasks on both engines. This did not compile while the unit check held a
+    /// borrowing iterator across its awaits.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn commands_run_as_spawned_tasks() {
         use rectify_engine::Command;
@@ -2083,6 +2084,22 @@ mod tests {
                 .expect("task")
                 .expect("reassign to an existing unit");
             assert_eq!(moved.lead_unit.as_deref(), Some("JYJ"));
+            // A new item checks its units the same way.
+            let (s, a) = (store.clone(), admin.clone());
+            let new = rectify_engine::NewItem {
+                round: "R2".into(),
+                number: "9".into(),
+                title: "新增事项".into(),
+                lead_unit: Some("NOPE".into()),
+                ..Default::default()
+            };
+            let refused = tokio::spawn(async move { s.create_item(&new, &a, now, today).await })
+                .await
+                .expect("task");
+            assert!(
+                matches!(&refused, Err(crate::StoreError::NotFound { what: "unit", key }) if key == "NOPE"),
+                "{refused:?}"
+            );
             chain_verifies_then_close(store, db).await;
         }
     }
