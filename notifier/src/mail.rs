@@ -117,6 +117,9 @@ impl PlainPool {
     }
 
     async fn send(&self, mail: &OutgoingMail) -> Result<(), SendError> {
+        // A bad address fails the message without waiting for a slot or connecting (with the
+        // server down, it would otherwise be retried as a transient failure).
+        let addrs = addresses(mail)?;
         let _slot = self
             .slots
             .acquire()
@@ -129,7 +132,7 @@ impl PlainPool {
             _ => self.connect().await?,
         };
         // Built for the connection it goes over: 8-bit text where the server takes it.
-        let message = match build_for(mail, eight_bit_mime(&conn)) {
+        let message = match build_with(mail, addrs.clone(), eight_bit_mime(&conn)) {
             Ok(m) => m,
             Err(e) => {
                 self.give_back(conn).await;
@@ -147,7 +150,7 @@ impl PlainPool {
             Ok(Err(e)) if !fresh && !e.is_permanent() && !e.is_transient() => {
                 conn.abort().await;
                 conn = self.connect().await?;
-                let message = build_for(mail, eight_bit_mime(&conn))?;
+                let message = build_with(mail, addrs, eight_bit_mime(&conn))?;
                 match tokio::time::timeout(
                     self.timeout,
                     conn.send(message.envelope(), &message.formatted()),
@@ -306,18 +309,42 @@ pub fn build(mail: &OutgoingMail) -> Result<Message, SendError> {
 /// encoded. Only the plain pool knows what its connection announced; lettre's TLS pool and the
 /// `.eml` files get [`build`].
 pub fn build_for(mail: &OutgoingMail, eight_bit: bool) -> Result<Message, SendError> {
-    let mut b = Message::builder()
-        .from(mailbox(&mail.from)?)
-        .subject(mail.subject.clone())
-        .message_id(Some(mail.message_id.clone()));
+    build_with(mail, addresses(mail)?, eight_bit)
+}
+
+/// A message's sender and recipients, parsed.
+#[derive(Clone)]
+struct Addresses {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    cc: Vec<Mailbox>,
+}
+
+/// Parses the addresses of `mail`: a bad one, or no recipient, is a permanent failure of this
+/// message, known before any connection is taken for it.
+fn addresses(mail: &OutgoingMail) -> Result<Addresses, SendError> {
     if mail.to.is_empty() {
         return Err(SendError::Permanent("message has no recipient".into()));
     }
-    for t in &mail.to {
-        b = b.to(mailbox(t)?);
+    let all = |v: &[String]| v.iter().map(|a| mailbox(a)).collect::<Result<Vec<_>, _>>();
+    Ok(Addresses {
+        from: mailbox(&mail.from)?,
+        to: all(&mail.to)?,
+        cc: all(&mail.cc)?,
+    })
+}
+
+/// [`build_for`] with the addresses already parsed.
+fn build_with(mail: &OutgoingMail, a: Addresses, eight_bit: bool) -> Result<Message, SendError> {
+    let mut b = Message::builder()
+        .from(a.from)
+        .subject(mail.subject.clone())
+        .message_id(Some(mail.message_id.clone()));
+    for t in a.to {
+        b = b.to(t);
     }
-    for c in &mail.cc {
-        b = b.cc(mailbox(c)?);
+    for c in a.cc {
+        b = b.cc(c);
     }
     let part = |content_type: ContentType, text: &str| {
         let body = eight_bit
@@ -500,5 +527,44 @@ mod tests {
         assert!(r.data.is_ascii(), "nothing 8-bit on the wire");
         assert_eq!(r.text().replace("\r\n", "\n"), TEXT);
         assert_eq!(r.html().replace("\r\n", "\n"), "<p>整改</p>");
+    }
+
+    #[tokio::test]
+    async fn a_bad_address_fails_for_good_before_any_connection() {
+        let smtp = SmtpServer::start().await.expect("smtp");
+        let mailer = plain(smtp.port());
+        for (to, cc) in [("not an address", ""), ("fgj@example.gov.cn", "no@@pe")] {
+            let mut m = mail("x", "x");
+            m.to = vec![to.into()];
+            m.cc = [cc]
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .map(Into::into)
+                .collect();
+            match mailer.send(&m).await {
+                Err(SendError::Permanent(e)) => assert!(e.contains("bad address"), "{e}"),
+                other => panic!("{to} / {cc}: {other:?}"),
+            }
+        }
+        let mut m = mail("x", "x");
+        m.to.clear();
+        assert!(matches!(
+            mailer.send(&m).await,
+            Err(SendError::Permanent(_))
+        ));
+        assert_eq!(smtp.connections(), 0, "no connection was opened");
+        // With the server down, still permanent, not "cannot connect" (which is retried).
+        smtp.stop();
+        let mut m = mail("x", "x");
+        m.from = "整改办 <zgb@@example>".into();
+        assert!(matches!(
+            mailer.send(&m).await,
+            Err(SendError::Permanent(_))
+        ));
+        // A good message to the stopped server is a transient failure.
+        assert!(matches!(
+            mailer.send(&mail("x", "x")).await,
+            Err(SendError::Transient(_))
+        ));
     }
 }
