@@ -11,6 +11,7 @@ pub mod evidence_files;
 pub mod migration;
 pub mod reminders;
 pub mod report_read;
+mod sqlite_direct;
 pub mod store;
 pub mod testing;
 

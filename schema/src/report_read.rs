@@ -118,7 +118,7 @@ fn stored_time_opt<'de, D: serde::Deserializer<'de>>(
 
 /// A time as SQLite holds it, read as sqlx reads a `DateTime<Utc>` column: RFC 3339 text (what
 /// the store writes), the other text forms SQLite's date functions use, or Unix seconds.
-fn sqlite_time(v: &serde_json::Value) -> Result<DateTime<Utc>> {
+pub(crate) fn sqlite_time(v: &serde_json::Value) -> Result<DateTime<Utc>> {
     const FORMATS: [&str; 12] = [
         "%F %T%.f",
         "%F %R",

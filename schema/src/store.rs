@@ -28,6 +28,7 @@ use crate::error::StoreError;
 use crate::evidence_files;
 use crate::migration::Migrator;
 use crate::reminders::Planner;
+use crate::sqlite_direct as direct;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -63,7 +64,9 @@ pub struct Store {
     pub(crate) planner: Arc<Planner>,
     /// SQLite: the connection lifecycle commands read their item on and write on (see
     /// `apply`); opened on first use. Shared by every clone of the store.
-    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
+    writer: Arc<tokio::sync::Mutex<Option<direct::Owned>>>,
+    /// How long the writer waits for another process's write lock (SQLite).
+    busy_timeout: Duration,
 }
 
 type SqliteConnection = sea_orm::sqlx::SqliteConnection;
@@ -456,6 +459,7 @@ impl Store {
             evidence_dir: settings.evidence_dir.clone(),
             planner: Arc::new(Planner::default()),
             writer: Arc::default(),
+            busy_timeout: settings.busy_timeout,
         })
     }
 
@@ -511,15 +515,9 @@ impl Store {
     }
 
     pub async fn close(self) -> Result<()> {
-        let writer = match self.writer.lock().await.take() {
-            Some(c) => {
-                use sea_orm::sqlx::Connection as _;
-                c.close().await.map_err(sqlx_err)
-            }
-            None => Ok(()),
-        };
+        // Closing the writer rolls back nothing: no transaction of it outlives a command.
+        drop(self.writer.lock().await.take());
         self.db.close().await?;
-        writer?;
         Ok(())
     }
 
@@ -893,21 +891,26 @@ impl Store {
     ) -> Result<Item> {
         let now = now_for_store(now);
         let mut conn = self.command_conn().await?;
-        let r = async {
-            let model = conn.read_item(self, id).await?;
-            let (current, outcome) = self
-                .decide(&self.db, &model, command, actor, now, today)
-                .await?;
-            failpoint_delay();
-            let written = outcome.event.evidence.is_empty();
-            if written {
-                let statements =
-                    self.decided_statements(&model, &current, &outcome, command, actor, now, today);
-                conn.write(self, id, statements).await?;
+        let r = match &mut conn {
+            CommandConn::Writer(held) => {
+                self.apply_on_writer(held, id, command, actor, now, today)
+                    .await
             }
-            Ok::<_, StoreError>((model, current, outcome, written))
-        }
-        .await;
+            CommandConn::Pool => {
+                async {
+                    let model = self.get_item_model(id).await?;
+                    let (current, outcome, statements) = self
+                        .decide_and_build(&model, command, actor, now, today)
+                        .await?;
+                    let written = statements.is_some();
+                    if let Some(st) = statements {
+                        self.write_as_one_statement(id, st).await?;
+                    }
+                    Ok::<_, StoreError>((model, current, outcome, written))
+                }
+                .await
+            }
+        };
         conn.finish(&r);
         let (model, current, outcome, written) = r?;
         if written {
@@ -915,6 +918,58 @@ impl Store {
         }
         self.write_in_transaction(&model, &current, &outcome, command, actor, now, today)
             .await
+    }
+
+    /// SQLite: `apply` on the store's writer connection, a connection of our own that runs on
+    /// this thread through SQLite's C API (`sqlite_direct`), with no hand-off to a driver's
+    /// worker thread: the read, then the write as `BEGIN IMMEDIATE`, the statements, the
+    /// version guard after the item UPDATE (`VERSION_GUARD`) and `COMMIT`. A failed statement
+    /// is rolled back at once; a connection that cannot roll back is closed (SQLite rolls back
+    /// on close) and the next command opens a new one. No await falls inside the transaction,
+    /// so a caller giving up cannot leave it open. Waiting for another process's write lock
+    /// (up to the busy timeout) blocks this thread: the CLI's, which has nothing else to do.
+    async fn apply_on_writer(
+        &self,
+        held: &mut HeldWriter<'_>,
+        id: ItemId,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<(item::Model, Item, Outcome, bool)> {
+        let model = item_direct(&held.conn().conn(), id)?;
+        let (current, outcome, statements) = self
+            .decide_and_build(&model, command, actor, now, today)
+            .await?;
+        let Some(statements) = statements else {
+            return Ok((model, current, outcome, false));
+        };
+        let (r, close) = write_direct(&held.conn().conn(), id, &statements);
+        if close {
+            held.conn = None;
+        }
+        r.map(|()| (model, current, outcome, true))
+    }
+
+    /// Lets the engine decide on `model` (`decide`) and, for a command without evidence files,
+    /// builds the statements that write it in one call (`decided_statements`); none for a
+    /// command with evidence files (`write_in_transaction`).
+    async fn decide_and_build(
+        &self,
+        model: &item::Model,
+        command: &Command,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        today: NaiveDate,
+    ) -> Result<(Item, Outcome, Option<Vec<Statement>>)> {
+        let (current, outcome) = self
+            .decide(&self.db, model, command, actor, now, today)
+            .await?;
+        failpoint_delay();
+        let statements = outcome.event.evidence.is_empty().then(|| {
+            self.decided_statements(model, &current, &outcome, command, actor, now, today)
+        });
+        Ok((current, outcome, statements))
     }
 
     /// Where a lifecycle command reads its item and writes its one call (`CommandConn`).
@@ -931,15 +986,18 @@ impl Store {
         let conn = match slot.take() {
             Some(c) => c,
             None => {
-                use sea_orm::sqlx::ConnectOptions as _;
                 let pool = self.db.get_sqlite_connection_pool();
                 if pool.is_closed() {
                     // Closed by `close` (of this store or a clone): not opened again.
                     return Err(sqlx_err(sea_orm::sqlx::Error::PoolClosed));
                 }
-                let opts = pool.connect_options();
-                let mut c = opts.connect().await.map_err(sqlx_err)?;
-                prepare_sqlite(&mut c).await.map_err(sqlx_err)?;
+                // The pool's file, with the pool's settings (`Store::connect`; the file is
+                // in WAL mode already) and the set-up of `prepare_sqlite`.
+                let file = pool.connect_options().get_filename().to_path_buf();
+                let c =
+                    direct::Owned::open(&file, self.busy_timeout, &[WRITER_PRAGMAS, VERSION_GUARD])
+                        .map_err(direct_err)?;
+                stable_plans(c.handle());
                 c
             }
         };
@@ -1737,17 +1795,17 @@ enum CommandConn<'a> {
 }
 
 impl CommandConn<'_> {
-    async fn read_item(&mut self, store: &Store, id: ItemId) -> Result<item::Model> {
-        match self {
-            CommandConn::Writer(held) => item_model_raw(held.conn(), id).await,
-            CommandConn::Pool => store.get_item_model(id).await,
-        }
-    }
-
     /// A conflict when the item changed since it was read, and then nothing is written.
+    #[cfg(test)]
     async fn write(&mut self, store: &Store, id: ItemId, statements: Vec<Statement>) -> Result<()> {
         match self {
-            CommandConn::Writer(held) => write_at_once(held, id, statements).await,
+            CommandConn::Writer(held) => {
+                let (r, close) = write_direct(&held.conn().conn(), id, &statements);
+                if close {
+                    held.conn = None;
+                }
+                r
+            }
             CommandConn::Pool => store.write_as_one_statement(id, statements).await,
         }
     }
@@ -1769,13 +1827,13 @@ impl CommandConn<'_> {
 /// rolled back (`conn` emptied), the connection is closed instead, and SQLite rolls back what
 /// it had begun; the next command opens a new one.
 struct HeldWriter<'a> {
-    slot: tokio::sync::MutexGuard<'a, Option<SqliteConnection>>,
-    conn: Option<SqliteConnection>,
+    slot: tokio::sync::MutexGuard<'a, Option<direct::Owned>>,
+    conn: Option<direct::Owned>,
 }
 
 impl HeldWriter<'_> {
-    fn conn(&mut self) -> &mut SqliteConnection {
-        self.conn.as_mut().expect("held until finish")
+    fn conn(&self) -> &direct::Owned {
+        self.conn.as_ref().expect("held until finish")
     }
 
     fn finish(mut self) {
@@ -1798,77 +1856,117 @@ async fn prepare_sqlite(
     Ok(())
 }
 
-/// Reads item `id` on `conn` with the statement sea-orm's `find_by_id` builds.
-async fn item_model_raw(conn: &mut SqliteConnection, id: ItemId) -> Result<item::Model> {
-    use sea_orm::{FromQueryResult, QueryTrait};
-    let row = sqlx_query(item::Entity::find_by_id(id).build(DbBackend::Sqlite))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(sqlx_err)?;
-    match row {
-        Some(r) => Ok(item::Model::from_query_result(
-            &sea_orm::QueryResult::from(r),
-            "",
-        )?),
-        None => Err(StoreError::NotFound {
+/// An item's columns in `item::Model`'s order, as `item_direct` reads them.
+const ITEM_DIRECT: &str = "SELECT id, round_code, parent_id, number, title, lead_unit, co_units, \
+     leader, deadline, state, version, deadline_version, send_backs, reassignments, cadence, \
+     ext_to, ext_reason, ext_requested_by, merged_into, progress_percent, last_progress, \
+     created_at, assigned_at, acknowledged_at, last_progress_at, submitted_at, closed_at, \
+     head_seq, head_hash, plan_key FROM items WHERE id = ?";
+
+/// Reads item `id` on a locked writer handle (`Store::apply_on_writer`), each column as sqlx
+/// decodes it into `item::Model`.
+fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Model> {
+    let mut st = c.prepare(ITEM_DIRECT).map_err(direct_err)?;
+    st.bind(&[direct::Bound::Int(id)]).map_err(direct_err)?;
+    if !st.step().map_err(direct_err)? {
+        return Err(StoreError::NotFound {
             what: "item",
             key: id.to_string(),
-        }),
+        });
     }
+    let null = |col: &str| {
+        direct_err(direct::Failure {
+            code: libsqlite3_sys::SQLITE_MISMATCH,
+            message: format!("items.{col} of item {id} is NULL"),
+        })
+    };
+    let int = |i: i32, col: &str| st.int(i).map_err(direct_err)?.ok_or_else(|| null(col));
+    let text = |i: i32, col: &str| st.text(i).map_err(direct_err)?.ok_or_else(|| null(col));
+    let int_opt = |i: i32| st.int(i).map_err(direct_err);
+    let text_opt = |i: i32| st.text(i).map_err(direct_err);
+    let time_opt = |i: i32| st.time(i).map_err(direct_err);
+    Ok(item::Model {
+        id: int(0, "id")?,
+        round_code: text(1, "round_code")?,
+        parent_id: int_opt(2)?,
+        number: text(3, "number")?,
+        title: text(4, "title")?,
+        lead_unit: text_opt(5)?,
+        co_units: text(6, "co_units")?,
+        leader: text_opt(7)?,
+        deadline: text_opt(8)?,
+        state: text(9, "state")?,
+        version: int(10, "version")?,
+        deadline_version: int(11, "deadline_version")?,
+        send_backs: int(12, "send_backs")?,
+        reassignments: int(13, "reassignments")?,
+        cadence: text_opt(14)?,
+        ext_to: text_opt(15)?,
+        ext_reason: text_opt(16)?,
+        ext_requested_by: text_opt(17)?,
+        merged_into: int_opt(18)?,
+        progress_percent: int_opt(19)?,
+        last_progress: text_opt(20)?,
+        created_at: time_opt(21)?.ok_or_else(|| null("created_at"))?,
+        assigned_at: time_opt(22)?,
+        acknowledged_at: time_opt(23)?,
+        last_progress_at: time_opt(24)?,
+        submitted_at: time_opt(25)?,
+        closed_at: time_opt(26)?,
+        head_seq: int(27, "head_seq")?,
+        head_hash: text(28, "head_hash")?,
+        plan_key: text_opt(29)?,
+    })
 }
 
-/// SQLite: runs a command's `decided_statements` as one write transaction in one call to the
-/// driver (`BEGIN IMMEDIATE; …; COMMIT`), instead of a call for BEGIN, for each statement and
-/// for COMMIT: sqlx runs every call on the connection's worker thread, and the hand-offs were
-/// most of a command's time (BENCHMARKS.md). The version guard after the item UPDATE
-/// (`VERSION_GUARD`) aborts the rest when the item changed since it was read: a conflict, and
-/// nothing is written.
-///
-/// A failed statement leaves the transaction open: it is rolled back before the connection is
-/// used again, or, when that fails too, the connection is closed (`HeldWriter`).
-async fn write_at_once(
-    held: &mut HeldWriter<'_>,
-    id: ItemId,
-    statements: Vec<Statement>,
-) -> Result<()> {
-    let mut st = crate::reminders::joined(statements);
-    st.sql = format!("BEGIN IMMEDIATE;\n{};\nCOMMIT", st.sql);
-    let c = held.conn();
-    let r = sqlx_query(st).execute(&mut *c).await.map(|_| ());
-    let Err(e) = r else {
-        return Ok(());
+/// Writes a command's `decided_statements` as one write transaction on a locked writer
+/// handle: `BEGIN IMMEDIATE`, each statement with its own values, `COMMIT`. The version guard
+/// after the item UPDATE (`VERSION_GUARD`) aborts the rest when the item changed since it was
+/// read: a conflict, and nothing is written. A failure is rolled back before this returns;
+/// the flag says the rollback failed too and the connection must be closed.
+fn write_direct(c: &direct::Conn<'_>, id: ItemId, statements: &[Statement]) -> (Result<()>, bool) {
+    let bound: std::result::Result<Vec<_>, String> = statements
+        .iter()
+        .map(|st| {
+            let values = st.values.as_ref().map_or(&[][..], |v| &v.0[..]);
+            values
+                .iter()
+                .map(direct::bound)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map(|v| (st.sql.as_str(), v))
+        })
+        .collect();
+    let bound = match bound {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                Err(StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::Internal(
+                    e,
+                )))),
+                false,
+            );
+        }
     };
-    let open = match c.lock_handle().await {
-        // SAFETY: the handle is locked for us; the call only reads its state.
-        Ok(mut h) => unsafe {
-            libsqlite3_sys::sqlite3_get_autocommit(h.as_raw_handle().as_ptr()) == 0
-        },
-        Err(_) => true,
+    let r = c.run("BEGIN IMMEDIATE", &[]).and_then(|()| {
+        bound
+            .iter()
+            .try_for_each(|(sql, values)| c.run(sql, values))
+            .and_then(|()| c.run("COMMIT", &[]))
+    });
+    let Err(f) = r else {
+        return (Ok(()), false);
     };
-    if open
-        && sea_orm::sqlx::raw_sql("ROLLBACK")
-            .execute(&mut *c)
-            .await
-            .is_err()
-    {
-        // Closed when dropped: SQLite rolls back on close.
-        held.conn = None;
-    }
-    if e.to_string().contains(VERSION_CONFLICT) {
-        Err(StoreError::Conflict { item: id })
+    let close = c.in_transaction() && c.run("ROLLBACK", &[]).is_err();
+    let e = if f.message.contains(VERSION_CONFLICT) {
+        StoreError::Conflict { item: id }
     } else {
-        Err(sqlx_err(e))
-    }
+        direct_err(f)
+    };
+    (Err(e), close)
 }
 
-/// A sea-orm statement as a sqlx query, to run on a connection of our own (the writer).
-fn sqlx_query(
-    st: Statement,
-) -> sea_orm::sqlx::query::Query<'static, sea_orm::sqlx::Sqlite, sea_query_sqlx::SqlxValues> {
-    sea_orm::sqlx::query_with(
-        sea_orm::sqlx::AssertSqlSafe(st.sql),
-        sea_query_sqlx::SqlxValues(st.values.unwrap_or(sea_orm::sea_query::Values(Vec::new()))),
-    )
+fn direct_err(f: direct::Failure) -> StoreError {
+    StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::Internal(f.to_string())))
 }
 
 fn sqlx_err(e: sea_orm::sqlx::Error) -> StoreError {
@@ -1891,6 +1989,11 @@ const VERSION_CONFLICT: &str = version_conflict!();
 /// after the version-checked item UPDATE, so a command whose item changed meanwhile writes
 /// nothing more. A view with an INSTEAD OF trigger stores nothing; both live in the
 /// connection's temp schema, not in the database file.
+/// The writer's settings, those the pool's connections get from `Store::connect` (the file's
+/// WAL mode is kept in the file, set again here for a file the pool has not opened yet).
+const WRITER_PRAGMAS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL";
+
 const VERSION_GUARD: &str = concat!(
     "CREATE TEMP VIEW IF NOT EXISTS rectify_guard (ok) AS SELECT 1;
 CREATE TEMP TRIGGER IF NOT EXISTS rectify_guard_check INSTEAD OF INSERT ON rectify_guard
@@ -2032,6 +2135,143 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    /// Every table's rows, each column `quote`d (its storage class and bytes), in rowid
+    /// order; the migrations' own table (times of the run) left out.
+    async fn sqlite_dump(store: &super::Store) -> Vec<String> {
+        use sea_orm::ConnectionTrait;
+        let db = store.db();
+        let tables: Vec<String> = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name <> 'seaql_migrations' ORDER BY name",
+            ))
+            .await
+            .expect("tables")
+            .iter()
+            .map(|r| r.try_get("", "name").expect("name"))
+            .collect();
+        let mut out = Vec::new();
+        for t in tables {
+            let cols: Vec<String> = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("SELECT name FROM pragma_table_info('{t}') ORDER BY cid"),
+                ))
+                .await
+                .expect("columns")
+                .iter()
+                .map(|r| r.try_get("", "name").expect("name"))
+                .collect();
+            let row = cols
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            for r in db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("SELECT '{t}: ' || {row} AS r FROM \"{t}\" ORDER BY rowid"),
+                ))
+                .await
+                .expect("rows")
+            {
+                out.push(r.try_get("", "r").expect("row"));
+            }
+        }
+        out
+    }
+
+    /// SQLite: the writer's own connection (`apply`, `sqlite_direct`) leaves the very rows
+    /// that the same decided statements leave when sqlx runs them in a transaction of the
+    /// pool, column for column (`quote`: storage class and bytes), over a life that writes
+    /// every kind of value a command writes (times, dates, texts, NULLs, extension rows,
+    /// re-plans); and the writer reads each item as sea-orm does.
+    #[tokio::test]
+    async fn the_direct_writer_stores_what_sqlx_stores() {
+        use rectify_engine::{Command, Deadline};
+        use sea_orm::ConnectionTrait;
+        let (a_db, b_db) = (TestDb::sqlite(), TestDb::sqlite());
+        let (a, b) = (a_db.store().await, b_db.store().await);
+        let start = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00.250+08:00")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let (admin, item) = crate::testing::assigned_item(&a, start).await;
+        let (_, item_b) = crate::testing::assigned_item(&b, start).await;
+        assert_eq!(item, item_b);
+        let date = |s: &str| chrono::NaiveDate::parse_from_str(s, "%F").expect("date");
+        let life = [
+            Command::Acknowledge,
+            Command::Progress {
+                note: "已完成初步排查,'引号' \"双引号\"".into(),
+                percent: Some(30),
+                evidence: vec![],
+            },
+            Command::RequestExtension {
+                to: date("2026-06-30"),
+                reason: "需协调多部门".into(),
+            },
+            Command::ApproveExtension { note: None },
+            Command::Submit {
+                note: "已整改到位".into(),
+                evidence: vec![],
+            },
+            Command::SendBack {
+                reason: "材料不全".into(),
+            },
+            Command::Progress {
+                note: "补充材料".into(),
+                percent: None,
+                evidence: vec![],
+            },
+            Command::Submit {
+                note: "再次报送".into(),
+                evidence: vec![],
+            },
+            Command::Close {
+                note: Some("同意销号".into()),
+            },
+            Command::Reopen {
+                reason: "回头看发现反弹".into(),
+                due: Some(Deadline::Date(date("2026-09-30"))),
+            },
+        ];
+        for (k, cmd) in life.iter().enumerate() {
+            let now = super::now_for_store(start + chrono::Duration::minutes(97 * k as i64 + 1));
+            let today = now.date_naive();
+            a.apply(item, cmd, &admin, now, today)
+                .await
+                .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+            let model = b.get_item_model(item).await.expect("read");
+            let (current, outcome) = b
+                .decide(&b.db, &model, cmd, &admin, now, today)
+                .await
+                .expect("decide");
+            let statements =
+                b.decided_statements(&model, &current, &outcome, cmd, &admin, now, today);
+            let txn = b.begin_write().await.expect("begin");
+            for st in statements {
+                txn.execute_raw(st).await.expect("statement");
+            }
+            txn.commit().await.expect("commit");
+            assert_eq!(
+                sqlite_dump(&a).await,
+                sqlite_dump(&b).await,
+                "after {cmd:?}"
+            );
+        }
+        let held = a.hold_writer().await.expect("writer");
+        let direct = super::item_direct(&held.conn().conn(), item).expect("direct read");
+        held.finish();
+        assert_eq!(direct, a.get_item_model(item).await.expect("read"));
+        let missing = a.hold_writer().await.expect("writer");
+        let e = super::item_direct(&missing.conn().conn(), item + 100).expect_err("none");
+        missing.finish();
+        assert!(matches!(e, crate::StoreError::NotFound { .. }), "{e}");
+        chain_verifies_then_close(a, a_db).await;
+        chain_verifies_then_close(b, b_db).await;
     }
 
     /// The store's futures are `Send`: a service runs them on a multi-threaded runtime's
