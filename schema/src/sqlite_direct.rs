@@ -159,8 +159,16 @@ impl<'h> Conn<'h> {
                 CStr::from_ptr(m).to_string_lossy().into_owned()
             }
         };
+        // The extended code (e.g. SQLITE_BUSY_SNAPSHOT for SQLITE_BUSY) when it is one of
+        // `code`'s; SQLite keeps it for the last call that failed.
+        // SAFETY: as above.
+        let extended = unsafe { ffi::sqlite3_extended_errcode(self.db.as_ptr()) };
         Failure {
-            code: unsafe { ffi::sqlite3_extended_errcode(self.db.as_ptr()) }.max(code),
+            code: if extended & 0xff == code {
+                extended
+            } else {
+                code
+            },
             message,
         }
     }
@@ -547,6 +555,16 @@ mod tests {
             .run("INSERT INTO no_such_table VALUES (1)", &[])
             .expect_err("no table");
         assert!(e.to_string().contains("no_such_table"), "{e}");
+        c.exec("CREATE TEMP TABLE once (k INTEGER UNIQUE); INSERT INTO once VALUES (1)")
+            .expect("temp table");
+        let e = c
+            .run("INSERT INTO once VALUES (?)", &[Bound::Int(1)])
+            .expect_err("a duplicate");
+        assert_eq!(
+            e.code,
+            ffi::SQLITE_CONSTRAINT_UNIQUE,
+            "the extended code: {e}"
+        );
         let mut st = c.prepare("SELECT 'text' AS v").expect("prepare");
         assert!(st.step().expect("row"));
         let e = st.int(0).expect_err("text is not an integer");
