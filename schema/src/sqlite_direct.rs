@@ -18,7 +18,6 @@ use std::ffi::{CStr, CString, c_int};
 use std::marker::PhantomData;
 use std::path::Path;
 use std::ptr::NonNull;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use libsqlite3_sys as ffi;
@@ -53,22 +52,12 @@ pub(crate) struct Owned {
 unsafe impl Send for Owned {}
 
 impl Owned {
-    /// Opens `path` (created when missing), sets the busy timeout, and runs each of `setup`
-    /// (pragmas, temporary objects) on the new connection.
-    pub fn open(path: &Path, busy: Duration, setup: &[&str]) -> Result<Owned> {
-        let misuse = |message: String| Failure {
-            code: ffi::SQLITE_MISUSE,
-            message,
-        };
-        let name = path
-            .to_str()
-            .ok_or_else(|| misuse(format!("the file name {} is not UTF-8", path.display())))?;
-        let name = CString::new(name).map_err(|_| misuse(format!("NUL in {name:?}")))?;
+    /// Opens the database a sqlx connection with these options opens (`open_as`), with no
+    /// busy timeout (the caller waits for the write lock itself, see `Store::apply_on_writer`),
+    /// and runs each of `setup` (pragmas, temporary objects) on the new connection.
+    pub fn open(file: &Path, query: &[(String, String)], setup: &[&str]) -> Result<Owned> {
+        let (name, flags) = open_as(file, query)?;
         let mut db = std::ptr::null_mut();
-        let flags = ffi::SQLITE_OPEN_READWRITE
-            | ffi::SQLITE_OPEN_CREATE
-            | ffi::SQLITE_OPEN_NOMUTEX
-            | ffi::SQLITE_OPEN_PRIVATECACHE;
         // SAFETY: `name` is a NUL-terminated path; `db` receives the handle, which SQLite
         // allocates even when the open fails (then closed by `Owned`'s drop below).
         let rc = unsafe { ffi::sqlite3_open_v2(name.as_ptr(), &mut db, flags, std::ptr::null()) };
@@ -85,10 +74,6 @@ impl Owned {
         // SAFETY: the handle is open and ours.
         unsafe {
             ffi::sqlite3_extended_result_codes(db.as_ptr(), 1);
-            ffi::sqlite3_busy_timeout(
-                db.as_ptr(),
-                c_int::try_from(busy.as_millis()).unwrap_or(c_int::MAX),
-            );
         }
         for sql in setup {
             owned.conn().exec(sql)?;
@@ -108,6 +93,50 @@ impl Owned {
             _owned: PhantomData,
         }
     }
+}
+
+/// The name and flags sqlx's `establish` opens a connection with, for a pool whose options
+/// have this file and this URL query (`mode` rwc / rw / ro / memory, `cache` shared /
+/// private; `Store`'s `sqlite_url_query`): `sqlite::memory:` is a shared-cache in-memory
+/// database that the writer must reach too. A URL with `immutable` or `vfs` is refused: sqlx turns those
+/// into a `file:` URI, which the store's writer does not build.
+pub(crate) fn open_as(file: &Path, query: &[(String, String)]) -> Result<(CString, c_int)> {
+    let misuse = |message: String| Failure {
+        code: ffi::SQLITE_MISUSE,
+        message,
+    };
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    for key in ["immutable", "vfs"] {
+        if get(key).is_some() {
+            return Err(misuse(format!(
+                "rectify cannot write to a SQLite database opened with `{key}`; remove it from the database URL"
+            )));
+        }
+    }
+    let mut flags = ffi::SQLITE_OPEN_URI | ffi::SQLITE_OPEN_NOMUTEX;
+    flags |= match get("mode") {
+        Some("ro") => ffi::SQLITE_OPEN_READONLY,
+        Some("rw") => ffi::SQLITE_OPEN_READWRITE,
+        Some("memory") => {
+            ffi::SQLITE_OPEN_MEMORY | ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE
+        }
+        _ => ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
+    };
+    flags |= if get("cache") == Some("shared") {
+        ffi::SQLITE_OPEN_SHAREDCACHE
+    } else {
+        ffi::SQLITE_OPEN_PRIVATECACHE
+    };
+    let name = file
+        .to_str()
+        .ok_or_else(|| misuse(format!("the file name {} is not UTF-8", file.display())))?;
+    let name = CString::new(name).map_err(|_| misuse(format!("NUL in {name:?}")))?;
+    Ok((name, flags))
 }
 
 impl Drop for Owned {
@@ -227,6 +256,15 @@ impl<'h> Conn<'h> {
         st.bind(values)?;
         while st.step()? {}
         Ok(())
+    }
+
+    /// Whether the last call failed because another connection holds a lock it needed
+    /// (SQLITE_BUSY, or SQLITE_LOCKED in a shared cache) and left no transaction open: the
+    /// same calls may be tried again.
+    pub fn busy_outside_transaction(&self) -> bool {
+        // SAFETY: reads the handle's state only.
+        let code = unsafe { ffi::sqlite3_errcode(self.db.as_ptr()) } & 0xff;
+        (code == ffi::SQLITE_BUSY || code == ffi::SQLITE_LOCKED) && !self.in_transaction()
     }
 
     /// Whether a transaction is open on the connection.
@@ -455,7 +493,7 @@ mod tests {
 
     fn writer_of(db: &TestDb) -> Owned {
         let file = db.dir.join("rectify.db");
-        Owned::open(&file, Duration::from_secs(1), &[]).expect("open")
+        Owned::open(&file, &[], &[]).expect("open")
     }
 
     /// Every kind of value the store could write reaches SQLite as sqlx puts it there: the

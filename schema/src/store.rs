@@ -67,6 +67,8 @@ pub struct Store {
     writer: Arc<tokio::sync::Mutex<Option<direct::Owned>>>,
     /// How long the writer waits for another process's write lock (SQLite).
     busy_timeout: Duration,
+    /// The query of the SQLite URL, as sqlx reads it (`sqlite_url_query`), for the writer.
+    sqlite_query: Arc<Vec<(String, String)>>,
 }
 
 type SqliteConnection = sea_orm::sqlx::SqliteConnection;
@@ -283,8 +285,8 @@ fn qpsg(
     set: std::ffi::c_int,
 ) -> std::result::Result<bool, std::ffi::c_int> {
     let mut now: std::ffi::c_int = -1;
-    // SAFETY: `db` is an open connection that sqlx's worker has handed over (locked for this
-    // call); SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int that receives the
+    // SAFETY: `db` is an open connection used by no one else during the call (a sqlx
+    // connection's handle locked for it, or the store's own writer); SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int that receives the
     // setting after the call, which lives until the call returns.
     let rc = unsafe {
         libsqlite3_sys::sqlite3_db_config(
@@ -460,6 +462,7 @@ impl Store {
             planner: Arc::new(Planner::default()),
             writer: Arc::default(),
             busy_timeout: settings.busy_timeout,
+            sqlite_query: Arc::new(sqlite_url_query(&settings.url)),
         })
     }
 
@@ -937,17 +940,21 @@ impl Store {
         now: DateTime<Utc>,
         today: NaiveDate,
     ) -> Result<(item::Model, Item, Outcome, bool)> {
-        let model = item_direct(&held.conn().conn(), id)?;
+        let mut wait = BusyWait::new(self.busy_timeout);
+        let model = loop {
+            let r = item_direct(&held.conn().conn(), id);
+            if r.is_err() && wait.again(busy_now(held)).await {
+                continue;
+            }
+            break r?;
+        };
         let (current, outcome, statements) = self
             .decide_and_build(&model, command, actor, now, today)
             .await?;
         let Some(statements) = statements else {
             return Ok((model, current, outcome, false));
         };
-        let (r, close) = write_direct(&held.conn().conn(), id, &statements);
-        if close {
-            held.conn = None;
-        }
+        let r = write_on_writer(held, &mut wait, id, &statements).await;
         r.map(|()| (model, current, outcome, true))
     }
 
@@ -991,12 +998,14 @@ impl Store {
                     // Closed by `close` (of this store or a clone): not opened again.
                     return Err(sqlx_err(sea_orm::sqlx::Error::PoolClosed));
                 }
-                // The pool's file, with the pool's settings (`Store::connect`; the file is
-                // in WAL mode already) and the set-up of `prepare_sqlite`.
-                let file = pool.connect_options().get_filename().to_path_buf();
-                let c =
-                    direct::Owned::open(&file, self.busy_timeout, &[WRITER_PRAGMAS, VERSION_GUARD])
-                        .map_err(direct_err)?;
+                // The pool's database, opened as sqlx opens it (`open_as`), with the pool's
+                // settings (`Store::connect`) and the set-up of `prepare_sqlite`.
+                let c = direct::Owned::open(
+                    pool.connect_options().get_filename(),
+                    &self.sqlite_query,
+                    &[WRITER_PRAGMAS, VERSION_GUARD],
+                )
+                .map_err(direct_err)?;
                 stable_plans(c.handle());
                 c
             }
@@ -1800,11 +1809,8 @@ impl CommandConn<'_> {
     async fn write(&mut self, store: &Store, id: ItemId, statements: Vec<Statement>) -> Result<()> {
         match self {
             CommandConn::Writer(held) => {
-                let (r, close) = write_direct(&held.conn().conn(), id, &statements);
-                if close {
-                    held.conn = None;
-                }
-                r
+                let mut wait = BusyWait::new(store.busy_timeout);
+                write_on_writer(held, &mut wait, id, &statements).await
             }
             CommandConn::Pool => store.write_as_one_statement(id, statements).await,
         }
@@ -1841,8 +1847,9 @@ impl HeldWriter<'_> {
     }
 }
 
-/// Sets up a new SQLite connection (the pool's and the writer): the query planner stability
-/// guarantee (`stable_plans`) and the version guard (`VERSION_GUARD`).
+/// Sets up a new connection of the SQLite pool: the query planner stability guarantee
+/// (`stable_plans`) and the version guard (`VERSION_GUARD`). The writer gets the same in
+/// `Store::hold_writer`.
 async fn prepare_sqlite(
     conn: &mut SqliteConnection,
 ) -> std::result::Result<(), sea_orm::sqlx::Error> {
@@ -1965,6 +1972,85 @@ fn write_direct(c: &direct::Conn<'_>, id: ItemId, statements: &[Statement]) -> (
     (Err(e), close)
 }
 
+/// `write_direct` on the held writer, tried again while another connection holds the write
+/// lock (`BusyWait`); a writer that could not roll back is dropped.
+async fn write_on_writer(
+    held: &mut HeldWriter<'_>,
+    wait: &mut BusyWait,
+    id: ItemId,
+    statements: &[Statement],
+) -> Result<()> {
+    loop {
+        let (r, close) = write_direct(&held.conn().conn(), id, statements);
+        if close {
+            held.conn = None;
+            return r;
+        }
+        if r.is_err() && wait.again(busy_now(held)).await {
+            continue;
+        }
+        return r;
+    }
+}
+
+/// The query of a `sqlite:` URL as sqlx's parser reads it, for the writer to open the same
+/// database the same way (`sqlite_direct::open_as`): its `key=value` pairs, and for
+/// `sqlite::memory:` the in-memory, shared-cache database sqlx makes of it. (sqlx's own
+/// `to_url_lossy` panics on the in-memory database's name.)
+fn sqlite_url_query(url: &str) -> Vec<(String, String)> {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut query: Vec<(String, String)> = params
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    if database == ":memory:" {
+        query.push(("mode".into(), "memory".into()));
+        query.push(("cache".into(), "shared".into()));
+    }
+    query
+}
+
+/// Whether the writer's last call failed on another connection's lock, leaving nothing open.
+fn busy_now(held: &HeldWriter<'_>) -> bool {
+    held.conn().conn().busy_outside_transaction()
+}
+
+/// How long the writer may still wait for another connection's lock. SQLite's own busy
+/// handler would sleep on the calling thread, a runtime's thread, where the task holding the
+/// lock may be waiting to run; the writer has none, and sleeps on the runtime instead.
+struct BusyWait {
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl BusyWait {
+    fn new(timeout: Duration) -> Self {
+        BusyWait {
+            deadline: tokio::time::Instant::now() + timeout,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// After a failed attempt: when SQLite answered busy with nothing left open (`busy`,
+    /// `busy_now`) and the deadline allows, sleeps (1 ms, doubling up to 50 ms) and says to
+    /// try again.
+    async fn again(&mut self, busy: bool) -> bool {
+        if !busy || tokio::time::Instant::now() + self.pause > self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        true
+    }
+}
+
 fn direct_err(f: direct::Failure) -> StoreError {
     StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::Internal(f.to_string())))
 }
@@ -1984,16 +2070,16 @@ macro_rules! version_conflict {
 }
 const VERSION_CONFLICT: &str = version_conflict!();
 
-/// Set up on every SQLite connection: inserting into `rectify_guard` anything but 1 aborts
-/// the statement with `VERSION_CONFLICT`. `Store::write_at_once` inserts `changes()` right
-/// after the version-checked item UPDATE, so a command whose item changed meanwhile writes
-/// nothing more. A view with an INSTEAD OF trigger stores nothing; both live in the
-/// connection's temp schema, not in the database file.
 /// The writer's settings, those the pool's connections get from `Store::connect` (the file's
 /// WAL mode is kept in the file, set again here for a file the pool has not opened yet).
 const WRITER_PRAGMAS: &str =
     "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA journal_mode = WAL";
 
+/// Set up on every SQLite connection: inserting into `rectify_guard` anything but 1 aborts
+/// the statement with `VERSION_CONFLICT`. A command's `decided_statements` insert `changes()`
+/// right after the version-checked item UPDATE, so a command whose item changed meanwhile
+/// writes nothing more. A view with an INSTEAD OF trigger stores nothing; both live in the
+/// connection's temp schema, not in the database file.
 const VERSION_GUARD: &str = concat!(
     "CREATE TEMP VIEW IF NOT EXISTS rectify_guard (ok) AS SELECT 1;
 CREATE TEMP TRIGGER IF NOT EXISTS rectify_guard_check INSTEAD OF INSERT ON rectify_guard
@@ -2182,6 +2268,106 @@ mod tests {
             }
         }
         out
+    }
+
+    /// SQLite: while a transaction of the pool holds the write lock, a command waits for it
+    /// without blocking the runtime (on a current-thread runtime the holder is a task on the
+    /// very thread the command runs on: a wait in SQLite's busy handler would keep it from
+    /// committing until the busy timeout ran out), then goes through. With the lock held past
+    /// the busy timeout, the command fails as a database error and writes nothing.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_command_waits_for_the_write_lock_without_blocking_the_runtime() {
+        use rectify_engine::Command;
+        let db = TestDb::sqlite();
+        let mut settings = db.settings();
+        settings.busy_timeout = std::time::Duration::from_secs(3);
+        let store = super::Store::connect(&settings).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (admin, item, now, today) = acknowledged_item(&store).await;
+        let progress = |n: u32| Command::Progress {
+            note: format!("进展{n}"),
+            percent: Some(20),
+            evidence: vec![],
+        };
+        let before = store.get_item(item).await.expect("item");
+
+        let txn = store.begin_write().await.expect("the write lock");
+        let holder = async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            txn.commit().await.expect("commit");
+        };
+        let t = std::time::Instant::now();
+        let first = progress(1);
+        let ((), r) = tokio::join!(holder, store.apply(item, &first, &admin, now, today));
+        let waited = t.elapsed();
+        let after = r.expect("the command goes through once the lock is free");
+        assert_eq!(after.version, before.version + 1);
+        assert!(
+            waited >= std::time::Duration::from_millis(300)
+                && waited < std::time::Duration::from_secs(2),
+            "{waited:?}"
+        );
+
+        let txn = store.begin_write().await.expect("the write lock");
+        let e = store
+            .apply(item, &progress(2), &admin, now, today)
+            .await
+            .expect_err("the lock is never freed");
+        assert!(matches!(e, crate::StoreError::Db(_)), "{e}");
+        assert!(e.to_string().contains("locked"), "{e}");
+        txn.rollback().await.expect("rollback");
+        let last = store.get_item(item).await.expect("item");
+        assert_eq!(last.version, after.version, "nothing written");
+        let next = store
+            .apply(item, &progress(3), &admin, now, today)
+            .await
+            .expect("the next command");
+        assert_eq!(next.version, after.version + 1);
+        chain_verifies_then_close(store, db).await;
+    }
+
+    /// The writer reads a SQLite URL's query as sqlx does, and refuses what it cannot open
+    /// the same way.
+    #[test]
+    fn the_writer_opens_the_database_sqlx_opens() {
+        use libsqlite3_sys as ffi;
+        let q = super::sqlite_url_query("sqlite:///tmp/r.db?mode=rwc&cache=private");
+        assert_eq!(
+            q,
+            [
+                ("mode".into(), "rwc".into()),
+                ("cache".into(), "private".into())
+            ]
+        );
+        let memory = super::sqlite_url_query("sqlite::memory:");
+        let (_, flags) =
+            crate::sqlite_direct::open_as(std::path::Path::new("m"), &memory).expect("in memory");
+        assert_ne!(flags & ffi::SQLITE_OPEN_MEMORY, 0);
+        assert_ne!(flags & ffi::SQLITE_OPEN_SHAREDCACHE, 0);
+        let plain = super::sqlite_url_query("sqlite:///tmp/r.db");
+        let (_, flags) = crate::sqlite_direct::open_as(std::path::Path::new("/tmp/r.db"), &plain)
+            .expect("a file");
+        assert_ne!(flags & ffi::SQLITE_OPEN_CREATE, 0);
+        assert_ne!(flags & ffi::SQLITE_OPEN_PRIVATECACHE, 0);
+        let immutable = super::sqlite_url_query("sqlite:///tmp/r.db?immutable=true");
+        let e = crate::sqlite_direct::open_as(std::path::Path::new("/tmp/r.db"), &immutable)
+            .expect_err("immutable");
+        assert!(e.message.contains("remove it from the database URL"), "{e}");
+    }
+
+    /// `sqlite::memory:` is one database shared by the pool's connections (sqlx opens it with
+    /// a shared cache); the writer opens the same one, so commands work on it.
+    #[tokio::test]
+    async fn commands_work_on_an_in_memory_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut settings = super::ConnectSettings::new("sqlite::memory:", dir.path());
+        settings.pool_size = 1;
+        let store = super::Store::connect(&settings).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let (_, item, _, _) = acknowledged_item(&store).await;
+        let read = store.get_item(item).await.expect("item");
+        assert_eq!(read.state, rectify_engine::ItemState::InProgress);
+        store.close().await.expect("close");
     }
 
     /// SQLite: the writer's own connection (`apply`, `sqlite_direct`) leaves the very rows
