@@ -98,8 +98,8 @@ impl Owned {
 /// The name and flags sqlx's `establish` opens a connection with, for a pool whose options
 /// have this file and this URL query (`mode` rwc / rw / ro / memory, `cache` shared /
 /// private; `Store`'s `sqlite_url_query`): `sqlite::memory:` is a shared-cache in-memory
-/// database that the writer must reach too. A URL with `immutable` or `vfs` is refused: sqlx turns those
-/// into a `file:` URI, which the store's writer does not build.
+/// database that the writer must reach too. A URL with `immutable` or `vfs` is refused: sqlx
+/// turns those into a `file:` URI, which the store's writer does not build.
 pub(crate) fn open_as(file: &Path, query: &[(String, String)]) -> Result<(CString, c_int)> {
     let misuse = |message: String| Failure {
         code: ffi::SQLITE_MISUSE,
@@ -437,7 +437,11 @@ pub(crate) enum Bound<'v> {
 /// 3339 with the offset and as many fraction digits as needed, `NaiveDateTime` `%F %T%.f`,
 /// `NaiveDate` `%F`, `NaiveTime` `%T%.f`) and JSON as its text. Kinds the store never writes
 /// (UUIDs, decimals, arrays, …) are refused rather than guessed.
-pub(crate) fn bound(v: &Value) -> std::result::Result<Bound<'_>, String> {
+pub(crate) fn bound(v: &Value) -> Result<Bound<'_>> {
+    let refused = |message: String| Failure {
+        code: ffi::SQLITE_MISMATCH,
+        message,
+    };
     fn or_null<'a, T>(v: &'a Option<T>, f: impl FnOnce(&'a T) -> Bound<'a>) -> Bound<'a> {
         v.as_ref().map_or(Bound::Null, f)
     }
@@ -457,7 +461,8 @@ pub(crate) fn bound(v: &Value) -> std::result::Result<Bound<'_>, String> {
         Value::SmallUnsigned(n) => or_null(n, |n| Bound::Int(i64::from(*n))),
         Value::Unsigned(n) => or_null(n, |n| Bound::Int(i64::from(*n))),
         Value::BigUnsigned(Some(n)) => Bound::Int(
-            i64::try_from(*n).map_err(|_| format!("{n} does not fit SQLite's integers"))?,
+            i64::try_from(*n)
+                .map_err(|_| refused(format!("{n} does not fit SQLite's integers")))?,
         ),
         Value::BigUnsigned(None) => Bound::Null,
         Value::Float(f) => or_null(f, |f| Bound::Real(f64::from(*f))),
@@ -477,9 +482,9 @@ pub(crate) fn bound(v: &Value) -> std::result::Result<Bound<'_>, String> {
         Value::ChronoDateTimeLocal(t) => or_null(t, rfc3339),
         Value::ChronoDateTimeWithTimeZone(t) => or_null(t, rfc3339),
         other => {
-            return Err(format!(
+            return Err(refused(format!(
                 "the store does not write values like {other:?} on SQLite"
-            ));
+            )));
         }
     })
 }
@@ -544,6 +549,11 @@ mod tests {
             Value::ChronoDateTimeUtc(Some(whole)),
             Value::ChronoDateTimeUtc(None),
             Value::ChronoDateTimeWithTimeZone(Some(t)),
+            Value::ChronoDateTimeLocal(Some(t.with_timezone(&chrono::Local))),
+            Value::Enum(OptionEnum::Some(Box::new(sea_orm::sea_query::Enum {
+                type_name: "state".into(),
+                value: "in_progress".into(),
+            }))),
         ];
         for v in values {
             let via_sqlx: String = store
@@ -565,6 +575,12 @@ mod tests {
             assert!(st.step().expect("step"));
             assert_eq!(st.text(0).expect("text"), Some(via_sqlx), "{v:?}");
         }
+        // A kind the store never writes is refused, not guessed; so is an unsigned number
+        // past SQLite's integers.
+        let e = bound(&Value::Uuid(Some(sea_orm::prelude::Uuid::nil()))).expect_err("a UUID");
+        assert!(e.message.contains("does not write values like Uuid"), "{e}");
+        let e = bound(&Value::BigUnsigned(Some(u64::MAX))).expect_err("too big");
+        assert!(e.message.contains("does not fit"), "{e}");
         store.close().await.expect("close");
         db.cleanup().await;
     }

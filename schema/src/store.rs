@@ -286,7 +286,8 @@ fn qpsg(
 ) -> std::result::Result<bool, std::ffi::c_int> {
     let mut now: std::ffi::c_int = -1;
     // SAFETY: `db` is an open connection used by no one else during the call (a sqlx
-    // connection's handle locked for it, or the store's own writer); SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int that receives the
+    // connection's handle locked for it, or the store's own writer);
+    // SQLITE_DBCONFIG_ENABLE_QPSG takes an int and a pointer to an int that receives the
     // setting after the call, which lives until the call returns.
     let rc = unsafe {
         libsqlite3_sys::sqlite3_db_config(
@@ -929,8 +930,8 @@ impl Store {
     /// version guard after the item UPDATE (`VERSION_GUARD`) and `COMMIT`. A failed statement
     /// is rolled back at once; a connection that cannot roll back is closed (SQLite rolls back
     /// on close) and the next command opens a new one. No await falls inside the transaction,
-    /// so a caller giving up cannot leave it open. Waiting for another process's write lock
-    /// (up to the busy timeout) blocks this thread: the CLI's, which has nothing else to do.
+    /// so a caller giving up cannot leave it open. Another connection's lock is waited for on
+    /// the runtime, up to the busy timeout (`BusyWait`).
     async fn apply_on_writer(
         &self,
         held: &mut HeldWriter<'_>,
@@ -1870,8 +1871,8 @@ const ITEM_DIRECT: &str = "SELECT id, round_code, parent_id, number, title, lead
      created_at, assigned_at, acknowledged_at, last_progress_at, submitted_at, closed_at, \
      head_seq, head_hash, plan_key FROM items WHERE id = ?";
 
-/// Reads item `id` on a locked writer handle (`Store::apply_on_writer`), each column as sqlx
-/// decodes it into `item::Model`.
+/// Reads item `id` on the writer (`Store::apply_on_writer`), each column as sqlx decodes it
+/// into `item::Model`.
 fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Model> {
     let mut st = c.prepare(ITEM_DIRECT).map_err(direct_err)?;
     st.bind(&[direct::Bound::Int(id)]).map_err(direct_err)?;
@@ -1926,33 +1927,26 @@ fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Model> {
     })
 }
 
-/// Writes a command's `decided_statements` as one write transaction on a locked writer
-/// handle: `BEGIN IMMEDIATE`, each statement with its own values, `COMMIT`. The version guard
+/// Writes a command's `decided_statements` as one write transaction on the writer:
+/// `BEGIN IMMEDIATE`, each statement with its own values, `COMMIT`. The version guard
 /// after the item UPDATE (`VERSION_GUARD`) aborts the rest when the item changed since it was
 /// read: a conflict, and nothing is written. A failure is rolled back before this returns;
 /// the flag says the rollback failed too and the connection must be closed.
 fn write_direct(c: &direct::Conn<'_>, id: ItemId, statements: &[Statement]) -> (Result<()>, bool) {
-    let bound: std::result::Result<Vec<_>, String> = statements
+    let bound: direct::Result<Vec<_>> = statements
         .iter()
         .map(|st| {
             let values = st.values.as_ref().map_or(&[][..], |v| &v.0[..]);
             values
                 .iter()
                 .map(direct::bound)
-                .collect::<std::result::Result<Vec<_>, _>>()
+                .collect::<direct::Result<Vec<_>>>()
                 .map(|v| (st.sql.as_str(), v))
         })
         .collect();
     let bound = match bound {
         Ok(b) => b,
-        Err(e) => {
-            return (
-                Err(StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::Internal(
-                    e,
-                )))),
-                false,
-            );
-        }
+        Err(f) => return (Err(direct_err(f)), false),
     };
     let r = c.run("BEGIN IMMEDIATE", &[]).and_then(|()| {
         bound
@@ -2448,6 +2442,41 @@ mod tests {
                 "after {cmd:?}"
             );
         }
+        // A statement with a value the writer does not bind: refused before BEGIN, nothing
+        // written, no transaction left open.
+        let before = sqlite_dump(&a).await;
+        let now = super::now_for_store(start + chrono::Duration::days(1));
+        let progress = Command::Progress {
+            note: "不会写入".into(),
+            percent: None,
+            evidence: vec![],
+        };
+        let model = a.get_item_model(item).await.expect("read");
+        let (current, outcome) = a
+            .decide(&a.db, &model, &progress, &admin, now, now.date_naive())
+            .await
+            .expect("decide");
+        let mut statements = a.decided_statements(
+            &model,
+            &current,
+            &outcome,
+            &progress,
+            &admin,
+            now,
+            now.date_naive(),
+        );
+        statements.push(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT ?",
+            [sea_orm::Value::Uuid(Some(sea_orm::prelude::Uuid::nil()))],
+        ));
+        let e = a
+            .write_in_one_call(item, statements)
+            .await
+            .expect_err("a value the writer does not bind");
+        assert!(e.to_string().contains("Uuid"), "{e}");
+        assert_eq!(sqlite_dump(&a).await, before, "nothing written");
+        write_lock_is_free(&a).await;
         let held = a.hold_writer().await.expect("writer");
         let direct = super::item_direct(&held.conn().conn(), item).expect("direct read");
         held.finish();
