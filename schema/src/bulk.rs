@@ -9,12 +9,16 @@
 //! wrote.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rectify_engine::{Actor, Command, Ctx, ItemId, ItemState, NewItem, chain, text};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, IdenStatic, Iterable, NotSet, QueryFilter, Set, Statement, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic, Iterable, NotSet,
+    QueryFilter, QueryResult, RuntimeErr, Set, Statement, Value,
+    sqlx::postgres::{PgPool, PgPoolOptions},
 };
 
 use crate::entity::{event, item, reminder, round, unit};
@@ -77,21 +81,201 @@ const ITEMS_PER_HANDOVER: usize = 300;
 /// An open import transaction. Dropping it without [`Bulk::commit`] writes nothing.
 pub struct Bulk<'a> {
     store: &'a Store,
-    txn: DatabaseTransaction,
+    txn: Conn,
+}
+
+/// The connection an import's transaction runs on.
+enum Conn {
+    /// SQLite: a transaction of the store's pool.
+    Txn(DatabaseTransaction),
+    /// PostgreSQL: a connection of the import's own, see [`PgImport`].
+    Pg(PgImport),
+}
+
+/// PostgreSQL: the import's rows go in with `COPY … FROM STDIN`, which takes a third less of
+/// the server's time than the same rows as `INSERT … SELECT` (BENCHMARKS.md, eleventh session)
+/// and which sea-orm's transaction gives no access to. So the import opens a pool of its own
+/// holding ONE connection, begins the transaction on it with `BEGIN`, and runs its sea-orm
+/// reads and writes (`db`) and its `COPY`s (`pool`) on that connection.
+///
+/// What keeps every statement inside the transaction: the pool has one connection at most,
+/// never retires it (no idle timeout, no lifetime), and refuses to open a second one (a lost
+/// connection fails every later statement instead of running it outside the transaction on a
+/// fresh one; the server has rolled the lost one back). A statement that fails aborts a
+/// PostgreSQL transaction, so after the first failure the pool is closed and every later call,
+/// the `COMMIT` too, fails at once. Dropped without a `COMMIT`, the pool drops the connection
+/// and the server rolls the transaction back.
+struct PgImport {
+    db: DatabaseConnection,
+    pool: PgPool,
+    failed: AtomicBool,
+}
+
+impl PgImport {
+    async fn begin(store: &Store) -> Result<PgImport> {
+        let main = store.db().get_postgres_connection_pool();
+        let options = (*main.connect_options()).clone();
+        let opened = Arc::new(AtomicBool::new(false));
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .acquire_timeout(main.options().get_acquire_timeout())
+            .after_connect(move |_conn, _meta| {
+                let again = opened.swap(true, Ordering::SeqCst);
+                Box::pin(async move {
+                    if again {
+                        return Err(sea_orm::sqlx::Error::Io(std::io::Error::other(
+                            "the import's database connection was lost; its transaction was \
+                             rolled back and nothing was written",
+                        )));
+                    }
+                    crate::store::tcp_nodelay_everywhere();
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Db(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))))?;
+        let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+        db.execute_unprepared("BEGIN").await?;
+        Ok(PgImport {
+            db,
+            pool,
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Fails when an earlier call of this import failed (its transaction is aborted).
+    fn check(&self) -> std::result::Result<(), DbErr> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(DbErr::Custom(
+                "the import failed part-way (see the error before this one); its transaction \
+                 was rolled back and nothing was written"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `r`, closing the connection when it is a failure (see [`PgImport`]).
+    async fn after<T>(&self, r: std::result::Result<T, DbErr>) -> std::result::Result<T, DbErr> {
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+            self.pool.close().await;
+        }
+        r
+    }
+
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`) and closes the connection.
+    async fn end(self, sql: &str) -> Result<()> {
+        self.check()?;
+        let done = self.db.execute_unprepared(sql).await;
+        self.pool.close().await;
+        done?;
+        Ok(())
+    }
+
+    /// Writes `data` (rows in `COPY`'s text format) with `sql` (`COPY t (…) FROM STDIN`).
+    async fn copy(&self, sql: &str, data: &[u8]) -> Result<()> {
+        self.check()?;
+        let done = async {
+            let exec = |e: sea_orm::sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)));
+            let mut conn = self.pool.acquire().await.map_err(exec)?;
+            let mut copy = conn.copy_in_raw(sql).await.map_err(exec)?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort("the import stopped").await;
+                return Err(exec(e));
+            }
+            copy.finish().await.map_err(exec)
+        }
+        .await;
+        self.after(done).await?;
+        Ok(())
+    }
+}
+
+#[sea_orm_migration::async_trait::async_trait]
+impl ConnectionTrait for Conn {
+    fn get_database_backend(&self) -> DbBackend {
+        match self {
+            Conn::Txn(t) => t.get_database_backend(),
+            Conn::Pg(p) => p.db.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
+        match self {
+            Conn::Txn(t) => t.execute_raw(stmt).await,
+            Conn::Pg(p) => {
+                p.check()?;
+                p.after(p.db.execute_raw(stmt).await).await
+            }
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
+        match self {
+            Conn::Txn(t) => t.execute_unprepared(sql).await,
+            Conn::Pg(p) => {
+                p.check()?;
+                p.after(p.db.execute_unprepared(sql).await).await
+            }
+        }
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<Option<QueryResult>, DbErr> {
+        match self {
+            Conn::Txn(t) => t.query_one_raw(stmt).await,
+            Conn::Pg(p) => {
+                p.check()?;
+                p.after(p.db.query_one_raw(stmt).await).await
+            }
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
+        match self {
+            Conn::Txn(t) => t.query_all_raw(stmt).await,
+            Conn::Pg(p) => {
+                p.check()?;
+                p.after(p.db.query_all_raw(stmt).await).await
+            }
+        }
+    }
+
+    fn support_returning(&self) -> bool {
+        match self {
+            Conn::Txn(t) => t.support_returning(),
+            Conn::Pg(p) => p.db.support_returning(),
+        }
+    }
 }
 
 impl Store {
     /// Opens one transaction for a bulk change.
     pub async fn bulk(&self) -> Result<Bulk<'_>> {
-        let txn = self.begin_write().await?;
-        if self.backend() == DbBackend::Sqlite {
-            // A large import touches every page of the item, event and reminder indexes; with
-            // SQLite's default 2 MB page cache it spills pages to the WAL in the middle of the
-            // transaction and reads them back. The cache grows only as far as it is used.
-            txn.execute_unprepared(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"))
-                .await?;
+        if self.backend() == DbBackend::Postgres {
+            return Ok(Bulk {
+                store: self,
+                txn: Conn::Pg(PgImport::begin(self).await?),
+            });
         }
-        Ok(Bulk { store: self, txn })
+        let txn = self.begin_write().await?;
+        // A large import touches every page of the item, event and reminder indexes; with
+        // SQLite's default 2 MB page cache it spills pages to the WAL in the middle of the
+        // transaction and reads them back. The cache grows only as far as it is used.
+        txn.execute_unprepared(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"))
+            .await?;
+        Ok(Bulk {
+            store: self,
+            txn: Conn::Txn(txn),
+        })
     }
 
     /// The numbers already used by items of a round.
@@ -108,12 +292,18 @@ impl Store {
 
 impl Bulk<'_> {
     pub async fn commit(self) -> Result<()> {
-        self.txn.commit().await?;
+        match self.txn {
+            Conn::Txn(t) => t.commit().await?,
+            Conn::Pg(p) => p.end("COMMIT").await?,
+        }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<()> {
-        self.txn.rollback().await?;
+        match self.txn {
+            Conn::Txn(t) => t.rollback().await?,
+            Conn::Pg(p) => p.end("ROLLBACK").await?,
+        }
         Ok(())
     }
 
@@ -310,9 +500,19 @@ impl Bulk<'_> {
         let mut done = 0;
         let (states, any_reminders) = loop {
             match rx.recv().await {
-                Some(Prepared::Rows(statements, count)) => {
-                    for st in statements {
-                        self.txn.execute_raw(st).await?;
+                Some(Prepared::Rows(writes, count)) => {
+                    for w in writes {
+                        match (w, &self.txn) {
+                            (Write::Insert(st), conn) => {
+                                conn.execute_raw(st).await?;
+                            }
+                            (Write::Copy { sql, data }, Conn::Pg(pg)) => {
+                                pg.copy(&sql, &data).await?
+                            }
+                            (Write::Copy { .. }, Conn::Txn(_)) => {
+                                unreachable!("COPY is made for PostgreSQL only")
+                            }
+                        }
                     }
                     done += count;
                     progress(done);
@@ -377,9 +577,9 @@ impl Bulk<'_> {
 
 /// What the preparing thread hands over.
 enum Prepared {
-    /// The statements that write the rows of this many more items (rows of the last items may
-    /// wait for the next statements).
-    Rows(Vec<Statement>, usize),
+    /// The writes of the rows of this many more items (rows of the last items may wait for the
+    /// next writes).
+    Rows(Vec<Write>, usize),
     /// An item the engine refused: the batch stops.
     Refused(BatchError),
     /// Every item prepared and every statement handed over: their final states, in the batch's
@@ -454,11 +654,8 @@ impl Prepare {
             }
             in_rows += 1;
             if in_rows == ITEMS_PER_HANDOVER || last {
-                let statements = rows.statements(last);
-                if tx
-                    .blocking_send(Prepared::Rows(statements, in_rows))
-                    .is_err()
-                {
+                let writes = rows.writes(last);
+                if tx.blocking_send(Prepared::Rows(writes, in_rows)).is_err() {
                     return; // the writer gave up
                 }
                 in_rows = 0;
@@ -490,7 +687,7 @@ impl Prepare {
         let created = rectify_engine::create(&new, id, &self.actor, &ctx)?;
         let first = event_link(id, 0, chain::GENESIS, &created);
         let (mut seq, mut head) = (first.seq, first.hash);
-        rows.events.push(self.backend, first.row)?;
+        rows.events.push(first.row)?;
         let mut item = created.item;
         let steps = b
             .assign
@@ -516,92 +713,74 @@ impl Prepare {
             let link = event_link(id, seq, &head, &o);
             seq = link.seq;
             head = link.hash;
-            rows.events.push(self.backend, link.row)?;
+            rows.events.push(link.row)?;
             item = o.item;
         }
         let (planned, key) = self.planner.plan_for(&item, self.today);
         for r in &planned {
-            rows.reminders
-                .push(self.backend, reminder_row(id, r, self.now))?;
+            rows.reminders.push(reminder_row(id, r, self.now))?;
         }
         rows.any_reminders |= !planned.is_empty();
         let mut row = item_columns(&item, seq, &head);
         row.id = Set(id);
         row.plan_key = Set(Some(key));
-        rows.items.push(self.backend, row)?;
+        rows.items.push(row)?;
         Ok(item.state)
     }
 }
 
+/// One write of an import's rows.
+enum Write {
+    /// SQLite: a multi-row `INSERT`.
+    Insert(Statement),
+    /// PostgreSQL: `sql` (`COPY t (…) FROM STDIN`) with its rows in COPY's text format.
+    Copy { sql: Arc<str>, data: Vec<u8> },
+}
+
 /// A table an import writes: its name, the columns each of its rows gives, in order, and the
-/// layout of its statements.
+/// shape of its writes.
 struct Table {
     name: &'static str,
     columns: Vec<&'static str>,
-    /// Columns (positions in `columns`) whose value is bound once per statement instead of once
-    /// per row: columns that hold the same value in nearly every row of an import (the time of
-    /// the import, the actor, a new reminder's state). A reminder row then binds 5 values, not
-    /// 10: binding is most of what the writer and SQLite's worker thread do per value (sea-orm
-    /// copies each value, sqlx boxes it, SQLite copies it again and frees it after the step),
-    /// and a timestamp is formatted to text on every bind.
-    shared: Vec<usize>,
-    /// The other columns, bound per row.
-    per_row: Vec<usize>,
-    /// Rows per INSERT: a fixed number, so every full statement has the same SQL text, which
-    /// sqlx prepares once per connection and then only binds (a statement of another length is
-    /// parsed and planned again; SQLite takes noticeably long for one with thousands of values).
+    /// SQLite: rows per INSERT, a fixed number, so every full statement has the same SQL text,
+    /// which sqlx prepares once per connection and then only binds (a statement of another
+    /// length is parsed and planned again; SQLite takes noticeably long for one with thousands
+    /// of values).
     rows_per_insert: usize,
-    /// The SQL of a full statement, built once.
-    full_sql: String,
+    /// SQLite: the SQL of a full statement, built once. PostgreSQL: the `COPY` statement.
+    full_sql: Arc<str>,
 }
 
-/// Bound values per INSERT, roughly: well under SQLite's (32,766) and PostgreSQL's (65,535)
-/// limits, and large enough that the per-statement costs (a hand-off to SQLite's worker thread,
-/// a round trip to PostgreSQL) are spread over hundreds of rows.
+/// Bound values per INSERT on SQLite, roughly: well under its limit (32,766), and large enough
+/// that the per-statement costs (a hand-off to SQLite's worker thread) are spread over
+/// hundreds of rows.
 const VALUES_PER_INSERT: usize = 9_000;
 
+/// PostgreSQL: the COPY text a table gathers before it is written: each `COPY` costs two round
+/// trips and a release of the connection, so it carries a few thousand rows, while the server
+/// still gets its first rows early in the import.
+const COPY_BYTES: usize = 512 * 1024;
+
 impl Table {
-    /// The table of entity `E`, with its primary key column only when `with_id`, binding the
-    /// columns named in `shared` once per statement on PostgreSQL. SQLite binds every column
-    /// per row: a shared value would need numbered placeholders (`?1`), and SQLite looks each
-    /// numbered one up by a linear search of the statement's named parameters; 9,000 of them
-    /// took 100 s to bind per import.
-    fn of<E: EntityTrait>(backend: DbBackend, with_id: bool, shared: &[&str]) -> Table {
+    /// The table of entity `E`, with its primary key column only when `with_id` (without, the
+    /// database assigns it).
+    fn of<E: EntityTrait>(backend: DbBackend, with_id: bool) -> Table {
         let columns: Vec<&'static str> = E::Column::iter()
             .map(|c| c.as_str())
             .filter(|c| with_id || *c != "id")
             .collect();
-        let shared = if backend == DbBackend::Postgres {
-            shared
-        } else {
-            &[]
-        };
-        Table::new(backend, E::default().table_name(), columns, shared)
-    }
-
-    /// The same table with every column bound per row (for a row whose shared columns differ).
-    fn unshared(&self, backend: DbBackend) -> Table {
-        Table::new(backend, self.name, self.columns.clone(), &[])
-    }
-
-    fn new(
-        backend: DbBackend,
-        name: &'static str,
-        columns: Vec<&'static str>,
-        shared: &[&str],
-    ) -> Table {
-        let (shared, per_row): (Vec<usize>, Vec<usize>) =
-            (0..columns.len()).partition(|&k| shared.contains(&columns[k]));
-        let rows_per_insert = (VALUES_PER_INSERT / per_row.len().max(1)).max(1);
+        let name = E::default().table_name();
+        let rows_per_insert = (VALUES_PER_INSERT / columns.len().max(1)).max(1);
         let mut table = Table {
             name,
             columns,
-            shared,
-            per_row,
             rows_per_insert,
-            full_sql: String::new(),
+            full_sql: Arc::from(""),
         };
-        table.full_sql = table.insert_sql(backend, rows_per_insert);
+        table.full_sql = Arc::from(match backend {
+            DbBackend::Postgres => table.copy_sql(),
+            _ => table.insert_sql(rows_per_insert),
+        });
         table
     }
 
@@ -616,84 +795,74 @@ impl Table {
         }
     }
 
-    /// `INSERT INTO t (c, …) VALUES (…), (…)` for `rows` rows. PostgreSQL's placeholders are
-    /// numbered: the shared columns' values first (`$1…`, referred to by every row), then each
-    /// row's; SQLite's are plain `?` (it has no shared columns, see [`Table::of`]).
+    /// `COPY "t" ("c", …) FROM STDIN` (text format: tab-separated, `\N` for NULL).
+    fn copy_sql(&self) -> String {
+        let mut sql = format!("COPY \"{}\" (", self.name);
+        self.column_list(&mut sql);
+        sql.push_str(") FROM STDIN");
+        sql
+    }
+
+    /// SQLite: `INSERT OR FAIL INTO t (c, …) VALUES (?, …), (?, …)` for `rows` rows.
     ///
-    /// On SQLite it is `INSERT OR FAIL`: a failing row fails the statement either way (and the
-    /// import rolls back), but under the default ABORT SQLite keeps a statement journal so it
-    /// can undo the statement's earlier rows, copying every page the statement touches first.
-    fn insert_sql(&self, backend: DbBackend, rows: usize) -> String {
-        use std::fmt::Write;
+    /// `INSERT OR FAIL`: a failing row fails the statement either way (and the import rolls
+    /// back), but under the default ABORT SQLite keeps a statement journal so it can undo the
+    /// statement's earlier rows, copying every page the statement touches first.
+    fn insert_sql(&self, rows: usize) -> String {
         let cols = self.columns.len();
-        let mut sql = String::with_capacity(64 + cols * 24 + rows * cols * 8);
-        let verb = match backend {
-            DbBackend::Sqlite => "INSERT OR FAIL INTO",
-            _ => "INSERT INTO",
-        };
-        let _ = write!(sql, "{verb} \"{}\" (", self.name);
+        let mut sql = String::with_capacity(64 + cols * 24 + rows * cols * 3);
+        sql.push_str(&format!("INSERT OR FAIL INTO \"{}\" (", self.name));
         self.column_list(&mut sql);
         sql.push_str(") VALUES ");
-        let numbered = backend == DbBackend::Postgres;
-        // The parameter number of each column in the row: shared ones are fixed, the others
-        // follow the shared ones, row after row.
-        let mut number = vec![0usize; cols];
-        for (n, &k) in self.shared.iter().enumerate() {
-            number[k] = n + 1;
-        }
-        let mut next = self.shared.len();
+        let row = format!("({})", vec!["?"; cols].join(", "));
         for r in 0..rows {
-            for &k in &self.per_row {
-                next += 1;
-                number[k] = next;
+            if r > 0 {
+                sql.push_str(", ");
             }
-            sql.push_str(if r == 0 { "(" } else { ", (" });
-            for (k, n) in number.iter().enumerate() {
-                if k > 0 {
-                    sql.push_str(", ");
-                }
-                if numbered {
-                    let _ = write!(sql, "${n}");
-                } else {
-                    sql.push('?');
-                }
-            }
-            sql.push(')');
+            sql.push_str(&row);
         }
         sql
     }
 }
 
-/// The rows of one table not written yet: the shared columns' values (taken from the first
-/// row) and the other columns' values, one row after another.
+/// The rows of one table not written yet: on SQLite their values, one row after another; on
+/// PostgreSQL their COPY text.
 struct Pending {
+    backend: DbBackend,
     table: Table,
-    shared: Option<Vec<Value>>,
     values: Vec<Value>,
-    /// Rows whose shared columns hold other values, with every column bound per row.
-    others: Option<Box<Pending>>,
+    copy: String,
 }
 
 impl Pending {
-    fn new(table: Table) -> Pending {
-        let capacity = table.rows_per_insert * table.per_row.len();
+    fn new(backend: DbBackend, table: Table) -> Pending {
+        let (values, copy) = match backend {
+            DbBackend::Postgres => (Vec::new(), String::with_capacity(COPY_BYTES + 64 * 1024)),
+            _ => (
+                Vec::with_capacity(table.rows_per_insert * table.columns.len()),
+                String::new(),
+            ),
+        };
         Pending {
+            backend,
             table,
-            shared: None,
-            values: Vec::with_capacity(capacity),
-            others: None,
+            values,
+            copy,
         }
     }
 
     /// Appends one row: the values `row` has for the table's columns, taken out of it.
-    fn push<A: ActiveModelTrait>(&mut self, backend: DbBackend, mut row: A) -> Result<()> {
-        let mut all = Vec::with_capacity(self.table.columns.len());
+    fn push<A: ActiveModelTrait>(&mut self, mut row: A) -> Result<()> {
+        let start = (self.values.len(), self.copy.len());
+        let mut count = 0;
         for c in <A::Entity as EntityTrait>::Column::iter() {
-            match row.take(c) {
-                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => all.push(v),
+            let v = match row.take(c) {
+                ActiveValue::Set(v) | ActiveValue::Unchanged(v) => v,
                 // The key the database assigns (events, reminders).
-                ActiveValue::NotSet if c.as_str() == "id" => {}
+                ActiveValue::NotSet if c.as_str() == "id" => continue,
                 ActiveValue::NotSet => {
+                    self.values.truncate(start.0);
+                    self.copy.truncate(start.1);
                     return Err(StoreError::invalid(
                         "导入的行缺少一列,未写入任何内容",
                         format!(
@@ -703,9 +872,23 @@ impl Pending {
                         ),
                     ));
                 }
+            };
+            if self.backend == DbBackend::Postgres {
+                if count > 0 {
+                    self.copy.push('\t');
+                }
+                if let Err(e) = copy_value(&mut self.copy, &v) {
+                    self.copy.truncate(start.1);
+                    return Err(e);
+                }
+            } else {
+                self.values.push(v);
             }
+            count += 1;
         }
-        if all.len() != self.table.columns.len() {
+        if count != self.table.columns.len() {
+            self.values.truncate(start.0);
+            self.copy.truncate(start.1);
             return Err(StoreError::invalid(
                 "导入的行与表的列数不符,未写入任何内容",
                 format!(
@@ -715,174 +898,101 @@ impl Pending {
                 ),
             ));
         }
-        self.push_values(backend, all);
+        if self.backend == DbBackend::Postgres {
+            self.copy.push('\n');
+        }
         Ok(())
     }
 
-    /// Appends one row given as every column's value, in the table's column order.
-    fn push_values(&mut self, backend: DbBackend, mut all: Vec<Value>) {
-        if !self.table.shared.is_empty() {
-            let shared = self
-                .shared
-                .get_or_insert_with(|| self.table.shared.iter().map(|&k| all[k].clone()).collect());
-            if self
-                .table
-                .shared
-                .iter()
-                .zip(shared.iter())
-                .any(|(&k, v)| all[k] != *v)
-            {
-                let table = &self.table;
-                self.others
-                    .get_or_insert_with(|| Box::new(Pending::new(table.unshared(backend))))
-                    .push_values(backend, all);
-                return;
+    /// Moves every full write's worth of rows into `out`; with `all`, the rest too.
+    fn writes(&mut self, all: bool, out: &mut Vec<Write>) {
+        if self.backend == DbBackend::Postgres {
+            if self.copy.len() >= COPY_BYTES || (all && !self.copy.is_empty()) {
+                let capacity = self.copy.capacity();
+                let data = std::mem::replace(&mut self.copy, String::with_capacity(capacity));
+                out.push(Write::Copy {
+                    sql: self.table.full_sql.clone(),
+                    data: data.into_bytes(),
+                });
             }
+            return;
         }
-        for &k in &self.table.per_row {
-            self.values
-                .push(std::mem::replace(&mut all[k], Value::Bool(None)));
-        }
-    }
-
-    /// Moves every full statement's worth of rows into `out`; with `all`, the rest too (in one
-    /// statement of its own length).
-    fn statements(&mut self, backend: DbBackend, all: bool, out: &mut Vec<Statement>) {
-        let cols = self.table.per_row.len();
+        let cols = self.table.columns.len();
         let full = self.table.rows_per_insert * cols;
-        let shared = self.shared.clone().unwrap_or_default();
-        let with_shared = |values: Vec<Value>| {
-            let mut v = Vec::with_capacity(shared.len() + values.len());
-            v.extend(shared.iter().cloned());
-            v.extend(values);
-            v
-        };
-        let table = &self.table;
-        let statement = |values: Vec<Value>, sql: &dyn Fn() -> String| {
-            if backend == DbBackend::Postgres
-                && let Some(st) = unnest_statement(table, &shared, &values)
-            {
-                return st;
-            }
-            Statement::from_sql_and_values(backend, sql(), with_shared(values))
-        };
         while self.values.len() >= full {
             let rest = self.values.split_off(full);
             let values = std::mem::replace(&mut self.values, rest);
-            out.push(statement(values, &|| table.full_sql.clone()));
+            out.push(Write::Insert(Statement::from_sql_and_values(
+                self.backend,
+                self.table.full_sql.to_string(),
+                values,
+            )));
         }
         if all && !self.values.is_empty() {
             let rows = self.values.len() / cols;
             let values = std::mem::take(&mut self.values);
-            out.push(statement(values, &|| table.insert_sql(backend, rows)));
-        }
-        if let Some(others) = &mut self.others {
-            others.statements(backend, all, out);
+            out.push(Write::Insert(Statement::from_sql_and_values(
+                self.backend,
+                self.table.insert_sql(rows),
+                values,
+            )));
         }
     }
 }
 
-/// PostgreSQL: `values` (rows of `table`'s per-row columns) as one array per column,
-/// `INSERT INTO t (…) SELECT u.c1, $1, … FROM unnest($n::int8[], $m::text[], …) AS u(c1, …)`,
-/// when every value is a non-NULL integer or text (events and reminders); `None` otherwise.
-///
-/// A multi-row `VALUES` list of 9,000 parameters makes the server set up and evaluate 9,000
-/// expressions on every execution (a third of its time in an import, BENCHMARKS.md); a few
-/// arrays are parsed by one input function each. The arrays go as text in PostgreSQL's array
-/// syntax, every element quoted, so no value is read as NULL or split.
-fn unnest_statement(table: &Table, shared: &[Value], values: &[Value]) -> Option<Statement> {
+/// Appends `v` to `out` in COPY's text format: `\N` for NULL, a backslash before a backslash,
+/// and tab, newline and carriage return as `\t`, `\n` and `\r`. A time is written as the
+/// instant it is, to the microsecond (what the store keeps; `now_for_store`), in UTC.
+fn copy_value(out: &mut String, v: &Value) -> Result<()> {
     use std::fmt::Write;
-    let cols = table.per_row.len();
-    if cols == 0 || values.is_empty() {
-        return None;
-    }
-    let kinds: Vec<&str> = values[..cols]
-        .iter()
-        .map(|v| match v {
-            Value::BigInt(Some(_)) | Value::Int(Some(_)) => Some("int8"),
-            Value::String(Some(_)) => Some("text"),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
-    let mut arrays: Vec<String> = (0..cols)
-        .map(|_| {
-            let mut a = String::with_capacity(values.len() / cols * 16);
-            a.push('{');
-            a
-        })
-        .collect();
-    for (k, v) in values.iter().enumerate() {
-        let c = k % cols;
-        let a = &mut arrays[c];
-        if a.len() > 1 {
-            a.push(',');
+    match v {
+        Value::BigInt(None)
+        | Value::Int(None)
+        | Value::String(None)
+        | Value::ChronoDateTimeUtc(None) => out.push_str("\\N"),
+        Value::BigInt(Some(n)) => {
+            let _ = write!(out, "{n}");
         }
-        match (kinds[c], v) {
-            ("int8", Value::BigInt(Some(n))) => {
-                let _ = write!(a, "{n}");
+        Value::Int(Some(n)) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::String(Some(s)) => {
+            if s.contains('\0') {
+                return Err(StoreError::invalid(
+                    "导入的文字含有空字符(NUL),PostgreSQL 不能保存,未写入任何内容",
+                    "an imported text holds a NUL character, which PostgreSQL cannot store; \
+                     nothing was written",
+                ));
             }
-            ("int8", Value::Int(Some(n))) => {
-                let _ = write!(a, "{n}");
-            }
-            ("text", Value::String(Some(text))) => {
-                a.push('"');
-                for ch in text.chars() {
-                    if ch == '"' || ch == '\\' {
-                        a.push('\\');
-                    }
-                    a.push(ch);
+            for ch in s.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
                 }
-                a.push('"');
             }
-            _ => return None,
+        }
+        Value::ChronoDateTimeUtc(Some(t)) => {
+            let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.6f+00"));
+        }
+        other => {
+            return Err(StoreError::invalid(
+                "导入的行含有不能写入的值类型,未写入任何内容",
+                format!(
+                    "an imported row holds a value of a kind the import cannot write: {other:?}; nothing was written"
+                ),
+            ));
         }
     }
-    for a in &mut arrays {
-        a.push('}');
-    }
-    let mut sql = format!("INSERT INTO \"{}\" (", table.name);
-    table.column_list(&mut sql);
-    sql.push_str(") SELECT ");
-    for k in 0..table.columns.len() {
-        if k > 0 {
-            sql.push_str(", ");
-        }
-        if let Some(n) = table.shared.iter().position(|&s| s == k) {
-            let _ = write!(sql, "${}", n + 1);
-        } else if let Some(n) = table.per_row.iter().position(|&r| r == k) {
-            let _ = write!(sql, "u.c{}", n + 1);
-        }
-    }
-    sql.push_str(" FROM unnest(");
-    for (n, kind) in kinds.iter().enumerate() {
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(sql, "${}::{kind}[]", shared.len() + n + 1);
-    }
-    sql.push_str(") AS u(");
-    for n in 0..cols {
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(sql, "c{}", n + 1);
-    }
-    sql.push(')');
-    let mut bound = Vec::with_capacity(shared.len() + cols);
-    bound.extend(shared.iter().cloned());
-    bound.extend(arrays.into_iter().map(|a| Value::String(Some(a))));
-    Some(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        bound,
-    ))
+    Ok(())
 }
 
 /// Rows prepared by a batch and not written yet: items, events and reminders. Each table is
-/// written in full statements as its rows come (the tables have no foreign keys, and nothing
-/// reads them before the transaction ends).
+/// written in full writes as its rows come (the tables have no foreign keys, and nothing reads
+/// them before the transaction ends).
 struct Rows {
-    backend: DbBackend,
     items: Pending,
     events: Pending,
     reminders: Pending,
@@ -893,28 +1003,19 @@ struct Rows {
 impl Rows {
     fn new(backend: DbBackend) -> Rows {
         Rows {
-            backend,
-            items: Pending::new(Table::of::<item::Entity>(backend, true, &[])),
-            events: Pending::new(Table::of::<event::Entity>(
-                backend,
-                false,
-                &["actor", "at", "evidence"],
-            )),
-            reminders: Pending::new(Table::of::<reminder::Entity>(
-                backend,
-                false,
-                &["state", "reason", "outbox_id", "created_at", "updated_at"],
-            )),
+            items: Pending::new(backend, Table::of::<item::Entity>(backend, true)),
+            events: Pending::new(backend, Table::of::<event::Entity>(backend, false)),
+            reminders: Pending::new(backend, Table::of::<reminder::Entity>(backend, false)),
             any_reminders: false,
         }
     }
 
-    /// The statements of every full chunk held (with `all`, of everything held).
-    fn statements(&mut self, all: bool) -> Vec<Statement> {
+    /// The writes of every full chunk held (with `all`, of everything held).
+    fn writes(&mut self, all: bool) -> Vec<Write> {
         let mut out = Vec::new();
-        self.items.statements(self.backend, all, &mut out);
-        self.events.statements(self.backend, all, &mut out);
-        self.reminders.statements(self.backend, all, &mut out);
+        self.items.writes(all, &mut out);
+        self.events.writes(all, &mut out);
+        self.reminders.writes(all, &mut out);
         out
     }
 }
@@ -923,104 +1024,105 @@ impl Rows {
 mod tests {
     use super::*;
 
-    const SHARED: &[&str] = &["state", "reason", "outbox_id", "created_at", "updated_at"];
+    fn reminder(item: i64, reason: Option<&str>) -> reminder::ActiveModel {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-03-02T02:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        reminder::ActiveModel {
+            id: NotSet,
+            item_id: Set(item),
+            kind: Set("before".into()),
+            step: Set(1),
+            deadline_version: Set(1),
+            send_on: Set("2026-03-02".into()),
+            state: Set("pending".into()),
+            reason: Set(reason.map(str::to_string)),
+            outbox_id: Set(None),
+            created_at: Set(at),
+            updated_at: Set(at),
+        }
+    }
 
     #[test]
-    fn shared_columns_are_bound_once_and_rows_refer_to_them() {
-        let t = Table::of::<reminder::Entity>(DbBackend::Postgres, false, SHARED);
-        let sql = t.insert_sql(DbBackend::Postgres, 2);
-        assert!(
-            sql.ends_with(
-                "VALUES ($6, $7, $8, $9, $10, $1, $2, $3, $4, $5), \
-                 ($11, $12, $13, $14, $15, $1, $2, $3, $4, $5)"
-            ),
-            "{sql}"
-        );
+    fn sqlite_rows_go_in_fixed_length_inserts_with_plain_placeholders() {
+        let t = Table::of::<reminder::Entity>(DbBackend::Sqlite, false);
         // SQLite keeps plain `?` (a numbered one is looked up by name) and skips the statement
         // journal.
-        let t = Table::of::<reminder::Entity>(DbBackend::Sqlite, false, SHARED);
-        assert!(t.shared.is_empty(), "SQLite binds every column per row");
-        let sql = t.insert_sql(DbBackend::Sqlite, 1);
+        let sql = t.insert_sql(2);
         assert!(
-            sql.starts_with("INSERT OR FAIL INTO \"reminders\""),
+            sql.starts_with("INSERT OR FAIL INTO \"reminders\" (\"item_id\", \"kind\""),
             "{sql}"
         );
         assert!(
-            sql.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            sql.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             "{sql}"
         );
-    }
-
-    #[test]
-    fn a_row_whose_shared_columns_differ_is_written_with_all_its_columns() {
-        let b = DbBackend::Postgres;
-        let mut p = Pending::new(Table::of::<reminder::Entity>(b, false, SHARED));
-        let row = |item: i64, at: &str| -> Vec<Value> {
-            vec![
-                item.into(),
-                "before".into(),
-                1i64.into(),
-                1i64.into(),
-                "2026-03-02".into(),
-                "pending".into(),
-                Value::String(None),
-                Value::BigInt(None),
-                at.into(),
-                at.into(),
-            ]
-        };
-        p.push_values(b, row(1, "t1"));
-        p.push_values(b, row(2, "t2"));
-        p.push_values(b, row(3, "t1"));
+        let mut p = Pending::new(DbBackend::Sqlite, t);
+        let full = p.table.rows_per_insert;
+        for i in 0..full as i64 + 3 {
+            p.push(reminder(i, None)).unwrap();
+        }
         let mut out = Vec::new();
-        p.statements(b, true, &mut out);
-        assert_eq!(out.len(), 2);
-        let values = |s: &Statement| s.values.as_ref().unwrap().0.clone();
-        // Items 1 and 3 share the first row's values: 5 shared, then one array per other
-        // column.
-        let fast = values(&out[0]);
-        assert_eq!(fast.len(), 10);
-        assert_eq!(fast[3], Value::from("t1"));
-        assert_eq!(fast[5], Value::from("{1,3}"));
-        assert_eq!(fast[6], Value::from(r#"{"before","before"}"#));
-        assert!(
-            out[0].sql.ends_with(
-                "SELECT u.c1, u.c2, u.c3, u.c4, u.c5, $1, $2, $3, $4, $5 FROM \
-                 unnest($6::int8[], $7::text[], $8::int8[], $9::int8[], $10::text[]) \
-                 AS u(c1, c2, c3, c4, c5)"
-            ),
-            "{}",
-            out[0].sql
+        p.writes(false, &mut out);
+        assert_eq!(out.len(), 1, "one full statement; the 3 rows left wait");
+        p.writes(true, &mut out);
+        let Write::Insert(last) = &out[1] else {
+            panic!("SQLite writes INSERTs")
+        };
+        assert_eq!(last.values.as_ref().unwrap().0.len(), 30);
+        assert!(last.sql.ends_with("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        assert!(p.values.is_empty());
+    }
+
+    #[test]
+    fn postgres_rows_go_in_copy_text() {
+        let t = Table::of::<reminder::Entity>(DbBackend::Postgres, false);
+        assert_eq!(
+            &*t.full_sql,
+            "COPY \"reminders\" (\"item_id\", \"kind\", \"step\", \"deadline_version\", \
+             \"send_on\", \"state\", \"reason\", \"outbox_id\", \"created_at\", \"updated_at\") \
+             FROM STDIN"
         );
-        // Item 2 in a statement with every column of its own (a NULL among them: a VALUES
-        // list, not arrays).
-        let other = values(&out[1]);
-        assert_eq!(other, row(2, "t2"));
-        assert!(
-            out[1]
-                .sql
-                .ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+        let mut p = Pending::new(DbBackend::Postgres, t);
+        p.push(reminder(7, Some("a\\b\tc\nd\re 中文"))).unwrap();
+        p.push(reminder(8, None)).unwrap();
+        let mut out = Vec::new();
+        p.writes(false, &mut out);
+        assert!(out.is_empty(), "a small COPY waits for more rows");
+        p.writes(true, &mut out);
+        let Write::Copy { sql, data } = &out[0] else {
+            panic!("PostgreSQL writes COPY")
+        };
+        assert!(sql.starts_with("COPY \"reminders\""));
+        assert_eq!(
+            String::from_utf8(data.clone()).unwrap(),
+            "7\tbefore\t1\t1\t2026-03-02\tpending\ta\\\\b\\tc\\nd\\re 中文\t\\N\t\
+             2026-03-02 02:00:00.123456+00\t2026-03-02 02:00:00.123456+00\n\
+             8\tbefore\t1\t1\t2026-03-02\tpending\t\\N\t\\N\t\
+             2026-03-02 02:00:00.123456+00\t2026-03-02 02:00:00.123456+00\n"
         );
     }
 
     #[test]
-    fn array_elements_are_quoted_and_escaped() {
-        let t = Table::of::<reminder::Entity>(DbBackend::Postgres, false, SHARED);
-        let values: Vec<Value> = vec![
-            7i64.into(),
-            r#"a"b\c,{d}"#.into(),
-            1i64.into(),
-            2i64.into(),
-            "".into(),
-        ];
-        let st = unnest_statement(&t, &[], &values).unwrap();
-        let v = st.values.unwrap().0;
-        assert_eq!(v[0], Value::from("{7}"));
-        assert_eq!(v[1], Value::from(r#"{"a\"b\\c,{d}"}"#));
-        assert_eq!(v[4], Value::from(r#"{""}"#));
-        // A NULL cannot go into these arrays: the caller falls back to VALUES.
-        let mut with_null = values.clone();
-        with_null[1] = Value::String(None);
-        assert!(unnest_statement(&t, &[], &with_null).is_none());
+    fn a_row_that_cannot_be_written_is_refused_whole() {
+        let mut p = Pending::new(
+            DbBackend::Postgres,
+            Table::of::<reminder::Entity>(DbBackend::Postgres, false),
+        );
+        p.push(reminder(1, None)).unwrap();
+        let before = p.copy.clone();
+        let e = p.push(reminder(2, Some("nul\0here"))).unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e}");
+        assert_eq!(p.copy, before, "nothing of the refused row is kept");
+        let mut missing = reminder(3, None);
+        missing.kind = NotSet;
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            let mut p = Pending::new(backend, Table::of::<reminder::Entity>(backend, false));
+            let e = p.push(missing.clone()).unwrap_err();
+            assert!(e.to_string().contains("`kind`"), "{e}");
+            assert!(p.copy.is_empty() && p.values.is_empty());
+        }
+        let mut s = String::new();
+        assert!(copy_value(&mut s, &Value::Double(Some(1.5))).is_err());
     }
 }

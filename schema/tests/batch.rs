@@ -7,7 +7,7 @@ use rectify_engine::*;
 use rectify_schema::entity::{event, item, reminder};
 use rectify_schema::sea_orm::{EntityTrait, QueryOrder};
 use rectify_schema::testing::TestDb;
-use rectify_schema::{BatchItem, Operator, Round, Store, StoreError, Unit};
+use rectify_schema::{BatchError, BatchItem, Bulk, Operator, Round, Store, StoreError, Unit};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -394,4 +394,113 @@ async fn a_refused_batch_writes_nothing_and_names_the_item() {
         store.close().await.unwrap();
         db.cleanup().await;
     }
+}
+
+/// Imports items titled `titles`, each assigned to FGJ and acknowledged.
+async fn import(
+    bulk: &Bulk<'_>,
+    admin: &Actor,
+    titles: &[&str],
+) -> Result<Vec<(ItemId, ItemState)>, BatchError> {
+    let batch = titles.iter().map(|t| good(t)).collect();
+    bulk.create_batch(batch, admin, now(), today(), &|_| {})
+        .await
+}
+
+fn good(title: &str) -> BatchItem {
+    BatchItem {
+        new: new(title, None),
+        parent: None,
+        assign: Some(assign("FGJ", "2026-06-30")),
+        assign_day: today(),
+        life: vec![Command::Acknowledge],
+    }
+}
+
+/// An import is one transaction to its end: nothing of it is seen before the commit, and an
+/// import dropped without one leaves nothing (on PostgreSQL it runs on a connection of its own,
+/// its rows go in with COPY).
+#[tokio::test]
+async fn an_import_is_seen_only_once_committed() {
+    for db in TestDb::all().await {
+        let store = db.store().await;
+        let admin = seed(&store).await;
+        let bulk = store.bulk().await.unwrap();
+        let done = import(&bulk, &admin, &["甲", "乙"]).await.unwrap();
+        assert_eq!(done.len(), 2);
+        let (items, events, reminders) = rows(&store).await;
+        assert!(
+            items.is_empty() && events.is_empty() && reminders.is_empty(),
+            "{}: an open import is not seen",
+            db.name
+        );
+        drop(bulk);
+        let (items, ..) = rows(&store).await;
+        assert!(
+            items.is_empty(),
+            "{}: a dropped import leaves nothing",
+            db.name
+        );
+
+        let bulk = store.bulk().await.unwrap();
+        import(&bulk, &admin, &["甲", "乙"]).await.unwrap();
+        bulk.commit().await.unwrap();
+        let (items, events, reminders) = rows(&store).await;
+        assert_eq!(items.len(), 2, "{}", db.name);
+        assert_eq!(
+            events.len(),
+            6,
+            "{}: created, assigned, acknowledged",
+            db.name
+        );
+        assert!(!reminders.is_empty(), "{}", db.name);
+        let (_, _, findings) = store.audit_verify(false).await.unwrap();
+        assert!(findings.is_empty(), "{}: {findings:?}", db.name);
+        store.close().await.unwrap();
+        db.cleanup().await;
+    }
+}
+
+/// PostgreSQL: when the import's connection is lost in the middle, the rest of the import
+/// fails; it does not go on outside the transaction on a new connection.
+#[tokio::test]
+async fn an_import_whose_connection_is_lost_writes_nothing() {
+    use rectify_schema::sea_orm::{ConnectionTrait, Statement};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let bulk = store.bulk().await.unwrap();
+    import(&bulk, &admin, &["甲"]).await.unwrap();
+    let killed = store
+        .db()
+        .query_all_raw(Statement::from_string(
+            store.backend(),
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        killed.len(),
+        1,
+        "the import's connection, idle in its transaction"
+    );
+    let e = import(&bulk, &admin, &["乙", "丙"])
+        .await
+        .expect_err("the connection is gone");
+    let again = bulk.commit().await.expect_err("nothing to commit on");
+    assert!(
+        again.to_string().contains("failed part-way") && again.to_string().contains("nothing"),
+        "{again} (after {:?})",
+        e.error
+    );
+    let (items, events, reminders) = rows(&store).await;
+    assert!(
+        items.is_empty() && events.is_empty() && reminders.is_empty(),
+        "nothing of either batch was written"
+    );
+    store.close().await.unwrap();
+    db.cleanup().await;
 }
