@@ -15,18 +15,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, NaiveDate, Utc};
 use rectify_engine::{Actor, Command, Ctx, ItemId, ItemState, NewItem, chain, text};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, IdenStatic, Iterable, NotSet,
-    QueryFilter, QueryResult, RuntimeErr, Set, Statement, Value,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, IdenStatic, Iterable, NotSet, QueryFilter, QueryTrait, RuntimeErr, Set,
+    Statement, Value,
     sqlx::postgres::{PgPool, PgPoolOptions},
 };
 
-use crate::entity::{event, item, reminder, round, unit};
+use crate::entity::{event, item, reminder, unit};
 use crate::error::StoreError;
 use crate::reminders::reminder_row;
+use crate::sqlite_direct::Bound;
 use crate::store::{
-    Result, Store, Unit, event_link, item_columns, item_model_on, json_list, now_for_store,
-    unit_from,
+    BusyWait, HeldWriter, Result, Store, Unit, direct_err, event_link, item_columns, item_direct,
+    item_model_on, json_list, now_for_store, unit_from,
 };
 
 /// One item of a batch (see [`Bulk::create_batch`]).
@@ -81,15 +82,89 @@ const ITEMS_PER_HANDOVER: usize = 300;
 /// An open import transaction. Dropping it without [`Bulk::commit`] writes nothing.
 pub struct Bulk<'a> {
     store: &'a Store,
-    txn: Conn,
+    txn: Conn<'a>,
 }
 
 /// The connection an import's transaction runs on.
-enum Conn {
-    /// SQLite: a transaction of the store's pool.
-    Txn(DatabaseTransaction),
+enum Conn<'a> {
+    /// SQLite: the store's writer connection (`Store::hold_writer`), the one lifecycle
+    /// commands write on, inside `BEGIN IMMEDIATE`, see [`SqliteImport`].
+    Sqlite(SqliteImport<'a>),
     /// PostgreSQL: a connection of the import's own, see [`PgImport`].
     Pg(PgImport),
+}
+
+/// SQLite: the import runs on the store's writer connection, through SQLite's C API
+/// (`sqlite_direct`): the rows' values are bound straight from the statements the preparing
+/// thread built, on the thread that runs the import. Through sqlx, every value was copied by
+/// sea-orm's conversion and again by sqlx's arguments, on the runtime's thread, while SQLite's
+/// worker thread waited, and then the other way round: the two took turns for the whole
+/// import (BENCHMARKS.md, eleventh session).
+///
+/// The writer is held for the whole import (commands of the same store wait for it). Dropped
+/// without a commit or rollback, the held writer closes the connection and SQLite rolls the
+/// transaction back; the next command opens a new one.
+struct SqliteImport<'a> {
+    held: HeldWriter<'a>,
+    /// The writer's page cache size before the import (`PRAGMA cache_size`), set back after it.
+    cache_size: i64,
+}
+
+impl<'a> SqliteImport<'a> {
+    async fn begin(store: &'a Store) -> Result<SqliteImport<'a>> {
+        let held = store.hold_writer().await?;
+        let mut wait = BusyWait::new(store.busy_timeout);
+        loop {
+            let c = held.conn().conn();
+            match c.run("BEGIN IMMEDIATE", &[]) {
+                Ok(()) => break,
+                Err(f) => {
+                    let busy = c.busy_outside_transaction();
+                    if !wait.again(busy).await {
+                        return Err(direct_err(f));
+                    }
+                }
+            }
+        }
+        let c = held.conn().conn();
+        let cache_size = c.one_int("PRAGMA cache_size").map_err(direct_err)?;
+        // A large import touches every page of the item, event and reminder indexes; with
+        // SQLite's default 2 MB page cache it spills pages to the WAL in the middle of the
+        // transaction and reads them back. The cache grows only as far as it is used.
+        c.exec(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"))
+            .map_err(direct_err)?;
+        Ok(SqliteImport {
+            held,
+            cache_size: cache_size.unwrap_or(-2000),
+        })
+    }
+
+    fn conn(&self) -> crate::sqlite_direct::Conn<'_> {
+        self.held.conn().conn()
+    }
+
+    /// Whether `sql` (one `?`, bound to `value`) gives a row.
+    fn exists(&self, sql: &str, value: &str) -> Result<bool> {
+        let c = self.conn();
+        let mut st = c.prepare(sql).map_err(direct_err)?;
+        st.bind(&[Bound::Text(value.into())]).map_err(direct_err)?;
+        st.step().map_err(direct_err)
+    }
+
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`) and gives the writer back with
+    /// its page cache as it was; after a failure that leaves the transaction open, the writer
+    /// is closed instead (SQLite rolls back on close).
+    fn end(self, sql: &str) -> Result<()> {
+        let c = self.conn();
+        let done = c.run(sql, &[]);
+        let restored = c.exec(&format!("PRAGMA cache_size = {}", self.cache_size));
+        if c.in_transaction() || restored.is_err() {
+            drop(self.held);
+        } else {
+            self.held.finish();
+        }
+        done.map_err(direct_err)
+    }
 }
 
 /// PostgreSQL: the import's rows go in with `COPY … FROM STDIN`, which takes a third less of
@@ -160,17 +235,28 @@ impl PgImport {
         Ok(())
     }
 
-    /// `r`, closing the connection when it is a failure (see [`PgImport`]).
-    async fn after<T>(&self, r: std::result::Result<T, DbErr>) -> std::result::Result<T, DbErr> {
-        if r.is_err() {
+    /// Runs `call` on the import's connection unless an earlier call failed; a database
+    /// failure closes the connection (see [`PgImport`]).
+    async fn guard<T, E: Into<StoreError>>(
+        &self,
+        call: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> Result<T> {
+        self.check()?;
+        let r = call.await.map_err(Into::into);
+        if let Err(StoreError::Db(_)) = &r {
             self.failed.store(true, Ordering::SeqCst);
             self.pool.close().await;
         }
         r
     }
 
-    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`) and closes the connection.
+    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`) and closes the connection. A
+    /// `ROLLBACK` after a failure only closes it: the server has ended the transaction.
     async fn end(self, sql: &str) -> Result<()> {
+        if sql == "ROLLBACK" && self.failed.load(Ordering::SeqCst) {
+            self.pool.close().await;
+            return Ok(());
+        }
         self.check()?;
         let done = self.db.execute_unprepared(sql).await;
         self.pool.close().await;
@@ -180,8 +266,7 @@ impl PgImport {
 
     /// Writes `data` (rows in `COPY`'s text format) with `sql` (`COPY t (…) FROM STDIN`).
     async fn copy(&self, sql: &str, data: &[u8]) -> Result<()> {
-        self.check()?;
-        let done = async {
+        self.guard(async {
             let exec = |e: sea_orm::sqlx::Error| DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)));
             let mut conn = self.pool.acquire().await.map_err(exec)?;
             let mut copy = conn.copy_in_raw(sql).await.map_err(exec)?;
@@ -190,70 +275,9 @@ impl PgImport {
                 return Err(exec(e));
             }
             copy.finish().await.map_err(exec)
-        }
-        .await;
-        self.after(done).await?;
+        })
+        .await?;
         Ok(())
-    }
-}
-
-#[sea_orm_migration::async_trait::async_trait]
-impl ConnectionTrait for Conn {
-    fn get_database_backend(&self) -> DbBackend {
-        match self {
-            Conn::Txn(t) => t.get_database_backend(),
-            Conn::Pg(p) => p.db.get_database_backend(),
-        }
-    }
-
-    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
-        match self {
-            Conn::Txn(t) => t.execute_raw(stmt).await,
-            Conn::Pg(p) => {
-                p.check()?;
-                p.after(p.db.execute_raw(stmt).await).await
-            }
-        }
-    }
-
-    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
-        match self {
-            Conn::Txn(t) => t.execute_unprepared(sql).await,
-            Conn::Pg(p) => {
-                p.check()?;
-                p.after(p.db.execute_unprepared(sql).await).await
-            }
-        }
-    }
-
-    async fn query_one_raw(
-        &self,
-        stmt: Statement,
-    ) -> std::result::Result<Option<QueryResult>, DbErr> {
-        match self {
-            Conn::Txn(t) => t.query_one_raw(stmt).await,
-            Conn::Pg(p) => {
-                p.check()?;
-                p.after(p.db.query_one_raw(stmt).await).await
-            }
-        }
-    }
-
-    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
-        match self {
-            Conn::Txn(t) => t.query_all_raw(stmt).await,
-            Conn::Pg(p) => {
-                p.check()?;
-                p.after(p.db.query_all_raw(stmt).await).await
-            }
-        }
-    }
-
-    fn support_returning(&self) -> bool {
-        match self {
-            Conn::Txn(t) => t.support_returning(),
-            Conn::Pg(p) => p.db.support_returning(),
-        }
     }
 }
 
@@ -266,15 +290,9 @@ impl Store {
                 txn: Conn::Pg(PgImport::begin(self).await?),
             });
         }
-        let txn = self.begin_write().await?;
-        // A large import touches every page of the item, event and reminder indexes; with
-        // SQLite's default 2 MB page cache it spills pages to the WAL in the middle of the
-        // transaction and reads them back. The cache grows only as far as it is used.
-        txn.execute_unprepared(&format!("PRAGMA cache_size = -{BULK_CACHE_KIB}"))
-            .await?;
         Ok(Bulk {
             store: self,
-            txn: Conn::Txn(txn),
+            txn: Conn::Sqlite(SqliteImport::begin(self).await?),
         })
     }
 
@@ -293,7 +311,7 @@ impl Store {
 impl Bulk<'_> {
     pub async fn commit(self) -> Result<()> {
         match self.txn {
-            Conn::Txn(t) => t.commit().await?,
+            Conn::Sqlite(l) => l.end("COMMIT")?,
             Conn::Pg(p) => p.end("COMMIT").await?,
         }
         Ok(())
@@ -301,21 +319,80 @@ impl Bulk<'_> {
 
     pub async fn rollback(self) -> Result<()> {
         match self.txn {
-            Conn::Txn(t) => t.rollback().await?,
+            Conn::Sqlite(l) => l.end("ROLLBACK")?,
             Conn::Pg(p) => p.end("ROLLBACK").await?,
         }
         Ok(())
+    }
+
+    /// Whether `table` (`rounds` or `units`) has a row with code `code`.
+    async fn has_code(&self, table: &'static str, code: &str) -> Result<bool> {
+        match &self.txn {
+            Conn::Sqlite(l) => l.exists(&format!("SELECT 1 FROM {table} WHERE code = ?"), code),
+            Conn::Pg(p) => {
+                let st = Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    format!("SELECT 1 FROM {table} WHERE code = $1"),
+                    [code.into()],
+                );
+                Ok(p.guard(p.db.query_one_raw(st)).await?.is_some())
+            }
+        }
+    }
+
+    /// Every unit's code.
+    async fn unit_codes(&self) -> Result<HashSet<String>> {
+        match &self.txn {
+            Conn::Sqlite(l) => {
+                let c = l.conn();
+                let mut st = c.prepare("SELECT code FROM units").map_err(direct_err)?;
+                let mut codes = HashSet::new();
+                while st.step().map_err(direct_err)? {
+                    codes.extend(st.text(0).map_err(direct_err)?);
+                }
+                Ok(codes)
+            }
+            Conn::Pg(p) => Ok(p
+                .guard(unit::Entity::find().all(&p.db))
+                .await?
+                .into_iter()
+                .map(|u| u.code)
+                .collect()),
+        }
+    }
+
+    /// Item `id` as stored.
+    async fn item(&self, id: ItemId) -> Result<item::Model> {
+        match &self.txn {
+            Conn::Sqlite(l) => item_direct(&l.conn(), id),
+            Conn::Pg(p) => p.guard(item_model_on(&p.db, id)).await,
+        }
+    }
+
+    /// Runs `st` (an INSERT, a NOTIFY, …) with its values.
+    async fn execute(&self, st: &Statement) -> Result<()> {
+        match &self.txn {
+            Conn::Sqlite(l) => {
+                let values = st.values.as_ref().map_or(&[][..], |v| &v.0[..]);
+                let bound = values
+                    .iter()
+                    .map(crate::sqlite_direct::bound)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(direct_err)?;
+                l.conn().run(&st.sql, &bound).map_err(direct_err)
+            }
+            Conn::Pg(p) => {
+                p.guard(p.db.execute_raw(st.clone())).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Adds a unit inside the transaction (for `--create-units`).
     pub async fn add_unit(&self, u: &Unit, now: DateTime<Utc>) -> Result<Unit> {
         let code = text::name("unit code", &u.code)?;
         let name = text::name("unit name", &u.name)?;
-        let exists = unit::Entity::find()
-            .filter(unit::Column::Code.eq(code.as_str()))
-            .one(&self.txn)
-            .await?;
-        if exists.is_some() {
+        if self.has_code("units", &code).await? {
             return Err(StoreError::Duplicate {
                 what: "unit",
                 key: code,
@@ -331,10 +408,21 @@ impl Bulk<'_> {
             leader_email: Set(None),
             aliases: Set(json_list(&u.aliases)),
             created_at: Set(now_for_store(now)),
-        }
-        .insert(&self.txn)
-        .await?;
-        Ok(unit_from(&m))
+        };
+        let unit = unit_from(&unit::Model {
+            id: 0,
+            code: m.code.clone().unwrap(),
+            name: m.name.clone().unwrap(),
+            parent_code: None,
+            emails: m.emails.clone().unwrap(),
+            leader: m.leader.clone().unwrap(),
+            leader_email: None,
+            aliases: m.aliases.clone().unwrap(),
+            created_at: m.created_at.clone().unwrap(),
+        });
+        self.execute(&unit::Entity::insert(m).build(self.store.backend()))
+            .await?;
+        Ok(unit)
     }
 
     /// Creates every item of `items` in this transaction, assigns it and walks it through `life`,
@@ -364,11 +452,7 @@ impl Bulk<'_> {
             if rounds.contains(b.new.round.as_str()) {
                 continue;
             }
-            let found = round::Entity::find()
-                .filter(round::Column::Code.eq(b.new.round.as_str()))
-                .one(&self.txn)
-                .await?;
-            if found.is_none() {
+            if !self.has_code("rounds", &b.new.round).await? {
                 return Err(at(i)(StoreError::NotFound {
                     what: "round",
                     key: b.new.round.clone(),
@@ -376,12 +460,7 @@ impl Bulk<'_> {
             }
             rounds.insert(b.new.round.as_str());
         }
-        let units: HashSet<String> = unit::Entity::find()
-            .all(&self.txn)
-            .await?
-            .into_iter()
-            .map(|u| u.code)
-            .collect();
+        let units = self.unit_codes().await?;
         let check_units = |i: usize, codes: &mut dyn Iterator<Item = &String>| {
             for c in codes {
                 if !units.contains(c) {
@@ -409,7 +488,7 @@ impl Bulk<'_> {
                         merged_into: Some(target),
                         ..
                     } => {
-                        item_model_on(&self.txn, *target).await.map_err(|e| {
+                        self.item(*target).await.map_err(|e| {
                             at(i)(match e {
                                 StoreError::NotFound { key, .. } => StoreError::NotFound {
                                     what: "merge target",
@@ -451,7 +530,7 @@ impl Bulk<'_> {
                     )));
                 }
             } else if let Some(p) = b.new.parent_id {
-                let parent = item_model_on(&self.txn, p).await.map_err(|e| {
+                let parent = self.item(p).await.map_err(|e| {
                     at(i)(match e {
                         StoreError::NotFound { key, .. } => StoreError::NotFound {
                             what: "parent item",
@@ -488,9 +567,13 @@ impl Bulk<'_> {
             today,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(2);
+        // Written rows go back to the preparing thread to be freed there: glibc frees memory
+        // another thread allocated under that thread's arena lock, which cost the writing
+        // thread a tenth of its time.
+        let (spent, spent_rx) = std::sync::mpsc::channel::<Vec<Write>>();
         std::thread::Builder::new()
             .name("rectify-import".into())
-            .spawn(move || prep.run(&tx))
+            .spawn(move || prep.run(&tx, &spent_rx))
             .map_err(|e| {
                 BatchError::from(StoreError::invalid(
                     format!("无法启动导入线程:{e}"),
@@ -501,19 +584,16 @@ impl Bulk<'_> {
         let (states, any_reminders) = loop {
             match rx.recv().await {
                 Some(Prepared::Rows(writes, count)) => {
-                    for w in writes {
+                    for w in &writes {
                         match (w, &self.txn) {
-                            (Write::Insert(st), conn) => {
-                                conn.execute_raw(st).await?;
-                            }
-                            (Write::Copy { sql, data }, Conn::Pg(pg)) => {
-                                pg.copy(&sql, &data).await?
-                            }
-                            (Write::Copy { .. }, Conn::Txn(_)) => {
+                            (Write::Insert(st), _) => self.execute(st).await?,
+                            (Write::Copy { sql, data }, Conn::Pg(pg)) => pg.copy(sql, data).await?,
+                            (Write::Copy { .. }, Conn::Sqlite(_)) => {
                                 unreachable!("COPY is made for PostgreSQL only")
                             }
                         }
                     }
+                    let _ = spent.send(writes);
                     done += count;
                     progress(done);
                 }
@@ -533,9 +613,11 @@ impl Bulk<'_> {
         debug_assert_eq!(done, n);
         if any_reminders && self.store.backend() == DbBackend::Postgres {
             // Delivered on commit: wakes every `serve` instance listening.
-            self.txn
-                .execute_unprepared(&format!("NOTIFY {}", crate::PLAN_CHANNEL))
-                .await?;
+            self.execute(&Statement::from_string(
+                DbBackend::Postgres,
+                format!("NOTIFY {}", crate::PLAN_CHANNEL),
+            ))
+            .await?;
         }
         Ok(ids.into_iter().zip(states).collect())
     }
@@ -544,27 +626,29 @@ impl Bulk<'_> {
     /// IMMEDIATE) and items are never deleted, so the ids after the largest are free.
     /// PostgreSQL: from the table's sequence, as an ordinary insert would take them.
     async fn next_item_ids(&self, n: usize) -> Result<Vec<ItemId>> {
-        let backend = self.store.backend();
-        let sql = match backend {
-            // The sequence's name looked up once, not once per id.
-            DbBackend::Postgres => format!(
-                "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('items', 'id')::regclass \
-                 AS seq) AS q, generate_series(1, {n})"
-            ),
-            _ => "SELECT COALESCE(MAX(id), 0) FROM items".to_string(),
+        let ids: Vec<ItemId> = match &self.txn {
+            Conn::Sqlite(l) => {
+                let max = l
+                    .conn()
+                    .one_int("SELECT COALESCE(MAX(id), 0) FROM items")
+                    .map_err(direct_err)?
+                    .unwrap_or(0);
+                (1..=n as i64).map(|k| max + k).collect()
+            }
+            Conn::Pg(p) => {
+                // The sequence's name looked up once, not once per id.
+                let sql = format!(
+                    "SELECT nextval(q.seq) FROM (SELECT pg_get_serial_sequence('items', 'id')\
+                     ::regclass AS seq) AS q, generate_series(1, {n})"
+                );
+                let got = p
+                    .guard(p.db.query_all_raw(Statement::from_string(DbBackend::Postgres, sql)))
+                    .await?;
+                got.iter()
+                    .map(|r| r.try_get_by_index::<i64>(0))
+                    .collect::<std::result::Result<_, _>>()?
+            }
         };
-        let got = self
-            .txn
-            .query_all_raw(Statement::from_string(backend, sql))
-            .await?;
-        let mut ids = Vec::with_capacity(n);
-        for r in &got {
-            ids.push(r.try_get_by_index::<i64>(0)?);
-        }
-        if backend != DbBackend::Postgres {
-            let max = ids.first().copied().unwrap_or(0);
-            ids = (1..=n as i64).map(|k| max + k).collect();
-        }
         if ids.len() != n {
             return Err(StoreError::invalid(
                 "数据库未能分配事项编号",
@@ -628,7 +712,11 @@ struct Prepare {
 }
 
 impl Prepare {
-    fn run(self, tx: &tokio::sync::mpsc::Sender<Prepared>) {
+    fn run(
+        self,
+        tx: &tokio::sync::mpsc::Sender<Prepared>,
+        spent: &std::sync::mpsc::Receiver<Vec<Write>>,
+    ) {
         let n = self.items.len();
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, b) in self.items.iter().enumerate() {
@@ -659,6 +747,7 @@ impl Prepare {
                     return; // the writer gave up
                 }
                 in_rows = 0;
+                while spent.try_recv().is_ok() {}
             }
         }
         let _ = tx.blocking_send(Prepared::Done {

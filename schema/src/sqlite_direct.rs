@@ -250,12 +250,23 @@ impl<'h> Conn<'h> {
         Ok(stmt)
     }
 
-    /// Runs one statement with `values` to its end.
+    /// Runs one statement with `values` to its end. The values are bound without a copy
+    /// (`SQLITE_STATIC`): they outlive the statement, which is finalized before this returns.
     pub fn run(&self, sql: &str, values: &[Bound<'_>]) -> Result<()> {
         let mut st = self.prepare(sql)?;
-        st.bind(values)?;
+        // SAFETY: `values` is borrowed for this whole call and `st` is finalized (dropped)
+        // at its end, so SQLite never reads a value after it is gone.
+        unsafe { st.bind_as(values, ffi::SQLITE_STATIC()) }?;
         while st.step()? {}
+        drop(st);
         Ok(())
+    }
+
+    /// The first column of the first row `sql` gives (without values), as an integer; none
+    /// for NULL or no row.
+    pub fn one_int(&self, sql: &str) -> Result<Option<i64>> {
+        let mut st = self.prepare(sql)?;
+        if st.step()? { st.int(0) } else { Ok(None) }
     }
 
     /// Whether the last call failed because another connection holds a lock it needed
@@ -288,9 +299,24 @@ impl Drop for Stmt<'_> {
 }
 
 impl Stmt<'_> {
+    /// Binds `values`, text and blobs copied by SQLite (`SQLITE_TRANSIENT`).
     pub fn bind(&mut self, values: &[Bound<'_>]) -> Result<()> {
+        // SAFETY: SQLite copies what it keeps.
+        unsafe { self.bind_as(values, ffi::SQLITE_TRANSIENT()) }
+    }
+
+    /// Binds `values` with `destructor` for text and blobs.
+    ///
+    /// # Safety
+    /// With `SQLITE_STATIC` the caller keeps `values` alive until the statement is finalized
+    /// or bound again.
+    unsafe fn bind_as(
+        &mut self,
+        values: &[Bound<'_>],
+        destructor: ffi::sqlite3_destructor_type,
+    ) -> Result<()> {
         let st = self.st.as_ptr();
-        // SAFETY: `st` is ours; text and blobs are copied by SQLite (`SQLITE_TRANSIENT`).
+        // SAFETY: `st` is ours; what text and blobs point to lives as `destructor` says.
         let wanted = unsafe { ffi::sqlite3_bind_parameter_count(st) };
         if usize::try_from(wanted).ok() != Some(values.len()) {
             return Err(Failure {
@@ -313,7 +339,7 @@ impl Stmt<'_> {
                         at,
                         s.as_ptr().cast(),
                         s.len() as u64,
-                        ffi::SQLITE_TRANSIENT(),
+                        destructor,
                         ffi::SQLITE_UTF8 as u8,
                     ),
                     Bound::Blob(b) => ffi::sqlite3_bind_blob64(
@@ -321,7 +347,7 @@ impl Stmt<'_> {
                         at,
                         b.as_ptr().cast(),
                         b.len() as u64,
-                        ffi::SQLITE_TRANSIENT(),
+                        destructor,
                     ),
                 }
             };

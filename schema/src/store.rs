@@ -66,7 +66,7 @@ pub struct Store {
     /// `apply`); opened on first use. Shared by every clone of the store.
     writer: Arc<tokio::sync::Mutex<Option<direct::Owned>>>,
     /// How long the writer waits for another process's write lock (SQLite).
-    busy_timeout: Duration,
+    pub(crate) busy_timeout: Duration,
     /// The query of the SQLite URL, as sqlx reads it (`sqlite_url_query`), for the writer.
     sqlite_query: Arc<Vec<(String, String)>>,
 }
@@ -989,7 +989,7 @@ impl Store {
     }
 
     /// The writer connection, opened (or reopened, after one was closed midway) when needed.
-    async fn hold_writer(&self) -> Result<HeldWriter<'_>> {
+    pub(crate) async fn hold_writer(&self) -> Result<HeldWriter<'_>> {
         let mut slot = self.writer.lock().await;
         let conn = match slot.take() {
             Some(c) => c,
@@ -1833,17 +1833,17 @@ impl CommandConn<'_> {
 /// without `finish` (a caller that gave up midway), or after a failed write that could not be
 /// rolled back (`conn` emptied), the connection is closed instead, and SQLite rolls back what
 /// it had begun; the next command opens a new one.
-struct HeldWriter<'a> {
+pub(crate) struct HeldWriter<'a> {
     slot: tokio::sync::MutexGuard<'a, Option<direct::Owned>>,
     conn: Option<direct::Owned>,
 }
 
 impl HeldWriter<'_> {
-    fn conn(&self) -> &direct::Owned {
+    pub(crate) fn conn(&self) -> &direct::Owned {
         self.conn.as_ref().expect("held until finish")
     }
 
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         *self.slot = self.conn.take();
     }
 }
@@ -1873,7 +1873,7 @@ const ITEM_DIRECT: &str = "SELECT id, round_code, parent_id, number, title, lead
 
 /// Reads item `id` on the writer (`Store::apply_on_writer`), each column as sqlx decodes it
 /// into `item::Model`.
-fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Model> {
+pub(crate) fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Model> {
     let mut st = c.prepare(ITEM_DIRECT).map_err(direct_err)?;
     st.bind(&[direct::Bound::Int(id)]).map_err(direct_err)?;
     if !st.step().map_err(direct_err)? {
@@ -2019,13 +2019,13 @@ fn busy_now(held: &HeldWriter<'_>) -> bool {
 /// How long the writer may still wait for another connection's lock. SQLite's own busy
 /// handler would sleep on the calling thread, a runtime's thread, where the task holding the
 /// lock may be waiting to run; the writer has none, and sleeps on the runtime instead.
-struct BusyWait {
+pub(crate) struct BusyWait {
     deadline: tokio::time::Instant,
     pause: Duration,
 }
 
 impl BusyWait {
-    fn new(timeout: Duration) -> Self {
+    pub(crate) fn new(timeout: Duration) -> Self {
         BusyWait {
             deadline: tokio::time::Instant::now() + timeout,
             pause: Duration::from_millis(1),
@@ -2035,7 +2035,7 @@ impl BusyWait {
     /// After a failed attempt: when SQLite answered busy with nothing left open (`busy`,
     /// `busy_now`) and the deadline allows, sleeps (1 ms, doubling up to 50 ms) and says to
     /// try again.
-    async fn again(&mut self, busy: bool) -> bool {
+    pub(crate) async fn again(&mut self, busy: bool) -> bool {
         if !busy || tokio::time::Instant::now() + self.pause > self.deadline {
             return false;
         }
@@ -2045,7 +2045,7 @@ impl BusyWait {
     }
 }
 
-fn direct_err(f: direct::Failure) -> StoreError {
+pub(crate) fn direct_err(f: direct::Failure) -> StoreError {
     StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::Internal(f.to_string())))
 }
 

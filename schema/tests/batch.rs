@@ -441,16 +441,41 @@ async fn an_import_is_seen_only_once_committed() {
             "{}: a dropped import leaves nothing",
             db.name
         );
+        // The writer the dropped import held (SQLite) serves the next commands.
+        let by_hand = store
+            .create_item(&new("手工事项", None), &admin, now(), today())
+            .await
+            .unwrap();
+        store
+            .apply(
+                by_hand.id,
+                &assign("FGJ", "2026-06-30"),
+                &admin,
+                now(),
+                today(),
+            )
+            .await
+            .unwrap();
 
         let bulk = store.bulk().await.unwrap();
-        import(&bulk, &admin, &["甲", "乙"]).await.unwrap();
+        let done = import(&bulk, &admin, &["甲", "乙"]).await.unwrap();
         bulk.commit().await.unwrap();
+        // And after a committed one, a command on an imported item.
+        let progress = Command::Progress {
+            note: "进展顺利".into(),
+            percent: None,
+            evidence: vec![],
+        };
+        store
+            .apply(done[1].0, &progress, &admin, now(), today())
+            .await
+            .unwrap();
         let (items, events, reminders) = rows(&store).await;
-        assert_eq!(items.len(), 2, "{}", db.name);
+        assert_eq!(items.len(), 3, "{}", db.name);
         assert_eq!(
             events.len(),
-            6,
-            "{}: created, assigned, acknowledged",
+            2 + 6 + 1,
+            "{}: by hand created, assigned; imported created, assigned, acknowledged; progress",
             db.name
         );
         assert!(!reminders.is_empty(), "{}", db.name);
@@ -503,4 +528,30 @@ async fn an_import_whose_connection_is_lost_writes_nothing() {
     );
     store.close().await.unwrap();
     db.cleanup().await;
+}
+
+/// SQLite: an import meeting another connection's write lock waits for it on the runtime (the
+/// writer has no busy handler of SQLite's own, which would block the one thread here that must
+/// run the lock holder's commit).
+#[tokio::test(flavor = "current_thread")]
+async fn an_import_waits_for_the_write_lock() {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let other = store.begin_write().await.unwrap();
+    let holder = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        other.commit().await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let bulk = store.bulk().await.unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "the import began only once the lock was free"
+    );
+    import(&bulk, &admin, &["甲"]).await.unwrap();
+    bulk.commit().await.unwrap();
+    holder.await.unwrap();
+    assert_eq!(rows(&store).await.0.len(), 1);
+    store.close().await.unwrap();
 }
