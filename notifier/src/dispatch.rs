@@ -732,8 +732,12 @@ impl Dispatcher {
         let mut report = DeliveryReport::default();
         let mut timing = DeliveryTiming::default();
         let t0 = std::time::Instant::now();
-        // Reminders of messages a killed process had sent but not settled.
-        self.store.settle_sent(None, start).await?;
+        // Reminders of messages a killed process had sent but not settled: sent more than a
+        // lease ago (a live delivery settles its own within that: every `SETTLE_AFTER`, and
+        // at its end).
+        let lease =
+            chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(60));
+        self.store.settle_left_behind(start - lease, start).await?;
         timing.settling = t0.elapsed();
         let started = std::time::Instant::now();
         let mut unsettled: Vec<i64> = Vec::new();

@@ -93,9 +93,21 @@ async fn reminders_of_a_sent_message_left_queued_are_settled_once() {
             0,
             "[{b}]"
         );
-        // The next delivery settles what was left.
-        let n = store.settle_sent(None, now()).await.expect("settle");
-        assert_eq!(n as usize, ids.len(), "[{b}]");
+        // Another instance's delivery starting now leaves them to the delivery that sent them
+        // a moment ago; once that is longer ago than the cutoff, it settles them.
+        assert_eq!(
+            store
+                .settle_left_behind(now() - chrono::Duration::minutes(1), now())
+                .await
+                .expect("settle"),
+            0,
+            "[{b}] just sent: left to its own delivery"
+        );
+        let n = store
+            .settle_left_behind(now(), now())
+            .await
+            .expect("settle");
+        assert_eq!(n as usize, ids.len(), "[{b}] left behind: settled");
         assert!(
             states(&store, item).await.iter().all(|s| s == "sent"),
             "[{b}]"
