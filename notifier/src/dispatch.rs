@@ -744,7 +744,7 @@ impl Dispatcher {
         let mut last_settle = std::time::Instant::now();
         let settle = |ids: Vec<i64>, now: DateTime<Utc>| async move {
             let t = std::time::Instant::now();
-            let rows = self.store.settle_sent(Some(&ids), now).await?;
+            let rows = self.store.settle_sent(&ids, now).await?;
             tracing::debug!(
                 messages = ids.len(),
                 rows,
@@ -755,8 +755,6 @@ impl Dispatcher {
         };
         loop {
             let now = start + chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
-            let lease =
-                chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(60));
             let t_claim = std::time::Instant::now();
             let batch = self.store.claim_outbox(now, now + lease, token, 64).await?;
             if batch.is_empty() {

@@ -27,7 +27,7 @@ use crate::reminders::reminder_row;
 use crate::sqlite_direct::Bound;
 use crate::store::{
     BusyWait, HeldWriter, Result, Store, Unit, direct_err, event_link, item_columns, item_direct,
-    item_model_on, json_list, now_for_store, unit_from,
+    item_model_on, json_list, now_for_store,
 };
 
 /// One item of a batch (see [`Bulk::create_batch`]).
@@ -178,12 +178,12 @@ impl<'a> SqliteImport<'a> {
 /// connection fails every later statement instead of running it outside the transaction on a
 /// fresh one; the server has rolled the lost one back). A statement that fails aborts a
 /// PostgreSQL transaction, so after the first failure the pool is closed and every later call,
-/// the `COMMIT` too, fails at once. Dropped without a `COMMIT`, the pool drops the connection
-/// and the server rolls the transaction back.
+/// the `COMMIT` too, fails at once (a closed pool is a failed import: the pool is closed
+/// otherwise only by [`PgImport::end`], which consumes it). Dropped without a `COMMIT`, the
+/// pool drops the connection and the server rolls the transaction back.
 struct PgImport {
     db: DatabaseConnection,
     pool: PgPool,
-    failed: AtomicBool,
 }
 
 impl PgImport {
@@ -216,16 +216,12 @@ impl PgImport {
             .map_err(|e| StoreError::Db(DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e)))))?;
         let db = sea_orm::SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
         db.execute_unprepared("BEGIN").await?;
-        Ok(PgImport {
-            db,
-            pool,
-            failed: AtomicBool::new(false),
-        })
+        Ok(PgImport { db, pool })
     }
 
     /// Fails when an earlier call of this import failed (its transaction is aborted).
     fn check(&self) -> std::result::Result<(), DbErr> {
-        if self.failed.load(Ordering::SeqCst) {
+        if self.pool.is_closed() {
             return Err(DbErr::Custom(
                 "the import failed part-way (see the error before this one); its transaction \
                  was rolled back and nothing was written"
@@ -244,21 +240,22 @@ impl PgImport {
         self.check()?;
         let r = call.await.map_err(Into::into);
         if let Err(StoreError::Db(_)) = &r {
-            self.failed.store(true, Ordering::SeqCst);
             self.pool.close().await;
         }
         r
     }
 
-    /// Ends the transaction with `sql` (`COMMIT` or `ROLLBACK`) and closes the connection. A
-    /// `ROLLBACK` after a failure only closes it: the server has ended the transaction.
-    async fn end(self, sql: &str) -> Result<()> {
-        if sql == "ROLLBACK" && self.failed.load(Ordering::SeqCst) {
-            self.pool.close().await;
+    /// Ends the transaction (`COMMIT` or `ROLLBACK`) and closes the connection. A rollback
+    /// after a failure has nothing to do: the server has ended the transaction.
+    async fn end(self, commit: bool) -> Result<()> {
+        if !commit && self.pool.is_closed() {
             return Ok(());
         }
         self.check()?;
-        let done = self.db.execute_unprepared(sql).await;
+        let done = self
+            .db
+            .execute_unprepared(if commit { "COMMIT" } else { "ROLLBACK" })
+            .await;
         self.pool.close().await;
         done?;
         Ok(())
@@ -312,7 +309,7 @@ impl Bulk<'_> {
     pub async fn commit(self) -> Result<()> {
         match self.txn {
             Conn::Sqlite(l) => l.end("COMMIT")?,
-            Conn::Pg(p) => p.end("COMMIT").await?,
+            Conn::Pg(p) => p.end(true).await?,
         }
         Ok(())
     }
@@ -320,7 +317,7 @@ impl Bulk<'_> {
     pub async fn rollback(self) -> Result<()> {
         match self.txn {
             Conn::Sqlite(l) => l.end("ROLLBACK")?,
-            Conn::Pg(p) => p.end("ROLLBACK").await?,
+            Conn::Pg(p) => p.end(false).await?,
         }
         Ok(())
     }
@@ -373,12 +370,7 @@ impl Bulk<'_> {
     async fn execute(&self, st: &Statement) -> Result<()> {
         match &self.txn {
             Conn::Sqlite(l) => {
-                let values = st.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-                let bound = values
-                    .iter()
-                    .map(crate::sqlite_direct::bound)
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(direct_err)?;
+                let bound = crate::sqlite_direct::bound_values(st).map_err(direct_err)?;
                 l.conn().run(&st.sql, &bound).map_err(direct_err)
             }
             Conn::Pg(p) => {
@@ -400,8 +392,8 @@ impl Bulk<'_> {
         }
         let m = unit::ActiveModel {
             id: NotSet,
-            code: Set(code),
-            name: Set(name),
+            code: Set(code.clone()),
+            name: Set(name.clone()),
             parent_code: Set(None),
             emails: Set(json_list(&u.emails)),
             leader: Set(u.leader.clone()),
@@ -409,20 +401,17 @@ impl Bulk<'_> {
             aliases: Set(json_list(&u.aliases)),
             created_at: Set(now_for_store(now)),
         };
-        let unit = unit_from(&unit::Model {
-            id: 0,
-            code: m.code.clone().unwrap(),
-            name: m.name.clone().unwrap(),
-            parent_code: None,
-            emails: m.emails.clone().unwrap(),
-            leader: m.leader.clone().unwrap(),
-            leader_email: None,
-            aliases: m.aliases.clone().unwrap(),
-            created_at: m.created_at.clone().unwrap(),
-        });
         self.execute(&unit::Entity::insert(m).build(self.store.backend()))
             .await?;
-        Ok(unit)
+        Ok(Unit {
+            code,
+            name,
+            parent: None,
+            emails: u.emails.clone(),
+            leader: u.leader.clone(),
+            leader_email: None,
+            aliases: u.aliases.clone(),
+        })
     }
 
     /// Creates every item of `items` in this transaction, assigns it and walks it through `life`,
@@ -832,16 +821,15 @@ struct Table {
     name: &'static str,
     columns: Vec<&'static str>,
     /// SQLite: rows per INSERT, a fixed number, so every full statement has the same SQL text,
-    /// which sqlx prepares once per connection and then only binds (a statement of another
-    /// length is parsed and planned again; SQLite takes noticeably long for one with thousands
-    /// of values).
+    /// built once per import (the writer still prepares it per statement: ~4% of its time,
+    /// BENCHMARKS.md, eleventh session).
     rows_per_insert: usize,
     /// SQLite: the SQL of a full statement, built once. PostgreSQL: the `COPY` statement.
     full_sql: Arc<str>,
 }
 
 /// Bound values per INSERT on SQLite, roughly: well under its limit (32,766), and large enough
-/// that the per-statement costs (a hand-off to SQLite's worker thread) are spread over
+/// that the per-statement costs (preparing it, stepping into the next) are spread over
 /// hundreds of rows.
 const VALUES_PER_INSERT: usize = 9_000;
 
@@ -1213,5 +1201,80 @@ mod tests {
         }
         let mut s = String::new();
         assert!(copy_value(&mut s, &Value::Double(Some(1.5))).is_err());
+    }
+
+    async fn units_in(store: &Store) -> i64 {
+        let row = store
+            .db()
+            .query_one_raw(Statement::from_string(
+                store.backend(),
+                "SELECT COUNT(*) FROM units",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// A write the database refuses in the middle of an import (SQLite: an INSERT; PostgreSQL:
+    /// a COPY) fails the import, nothing of it stays, and the store goes on: the writer and a
+    /// next import work. On PostgreSQL the import's later calls and its commit fail at once.
+    #[tokio::test]
+    async fn a_refused_write_leaves_nothing_and_the_store_goes_on() {
+        for db in crate::testing::TestDb::all().await {
+            let store = db.store().await;
+            let now = Utc::now();
+            let unit = |code: &str| Unit {
+                code: code.into(),
+                name: format!("单位{code}"),
+                parent: None,
+                emails: vec![format!("{code}@example.gov.cn")],
+                leader: None,
+                leader_email: None,
+                aliases: vec![],
+            };
+            for commit in [false, true] {
+                let bulk = store.bulk().await.unwrap();
+                let added = bulk.add_unit(&unit("A"), now).await.unwrap();
+                assert_eq!(added.emails, vec!["A@example.gov.cn".to_string()]);
+                let refused = match &bulk.txn {
+                    Conn::Sqlite(_) => {
+                        bulk.execute(&Statement::from_string(
+                            DbBackend::Sqlite,
+                            "INSERT INTO items (id) VALUES (1)",
+                        ))
+                        .await
+                    }
+                    Conn::Pg(p) => p.copy("COPY items (id) FROM STDIN", b"one\n").await,
+                };
+                assert!(
+                    matches!(refused, Err(StoreError::Db(_))),
+                    "{}: {refused:?}",
+                    db.name
+                );
+                match (&bulk.txn, commit) {
+                    (Conn::Pg(_), true) => {
+                        let later = bulk.add_unit(&unit("B"), now).await.unwrap_err();
+                        assert!(later.to_string().contains("failed part-way"), "{later}");
+                        let e = bulk.commit().await.unwrap_err();
+                        assert!(e.to_string().contains("nothing was written"), "{e}");
+                    }
+                    // SQLite goes on after a refused statement; the import rolls back.
+                    _ => bulk.rollback().await.unwrap(),
+                }
+                assert_eq!(units_in(&store).await, 0, "{}: nothing stays", db.name);
+            }
+            let bulk = store.bulk().await.unwrap();
+            bulk.add_unit(&unit("A"), now).await.unwrap();
+            bulk.commit().await.unwrap();
+            assert_eq!(
+                units_in(&store).await,
+                1,
+                "{}: the next import works",
+                db.name
+            );
+            store.close().await.unwrap();
+            db.cleanup().await;
+        }
     }
 }

@@ -563,66 +563,46 @@ impl Store {
         Ok(r.rows_affected == 1)
     }
 
-    /// The reminder rows of sent messages become sent, and the next overdue repeat of their items
-    /// is planned one step ahead, in one transaction. `Some(ids)`: those messages (a delivery
-    /// batch just sent); `None`: every sent message that still has queued rows (what a process
-    /// killed between sending and settling left). Idempotent: only queued rows of sent messages
-    /// change. Returns how many reminder rows became sent.
-    ///
-    /// One transaction for a batch instead of one per message: a message's reminder rows lie on
-    /// pages shared with other units' rows, and per-message transactions wrote each such page
-    /// (and its index pages) once per message.
-    pub async fn settle_sent(&self, outbox_ids: Option<&[i64]>, now: DateTime<Utc>) -> Result<u64> {
-        self.settle(outbox_ids, None, now).await
-    }
-
-    /// `settle_sent(None, …)` for messages sent at or before `sent_before` only: what a killed
-    /// process left, not what a delivery running now in another instance has just sent and
-    /// will settle itself. (Settling those too is harmless but doubles the work, and on
-    /// PostgreSQL a settle is a new row version and two index entries per reminder: with three
-    /// instances, each settling the others' fresh messages at the start of its delivery took a
-    /// third of the database's time in a pass, BENCHMARKS.md, eleventh session.)
+    /// `settle_sent` for every message sent at or before `sent_before` that still has queued
+    /// reminder rows: what a process killed between sending and settling left, not what a
+    /// delivery running now in another instance has just sent and will settle itself.
+    /// (Settling those too is harmless but doubles the work, and on PostgreSQL a settle is a
+    /// new row version and two index entries per reminder: with three instances, each settling
+    /// the others' fresh messages at the start of its delivery took a third of the database's
+    /// time in a pass, BENCHMARKS.md, eleventh session.)
     pub async fn settle_left_behind(
         &self,
         sent_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        self.settle(None, Some(sent_before), now).await
+        let queued: Vec<Option<i64>> = queued_messages_select().into_tuple().all(&self.db).await?;
+        let queued: Vec<i64> = queued.into_iter().flatten().collect();
+        let mut sent = Vec::new();
+        for chunk in queued.chunks(500) {
+            let ids: Vec<i64> = outbox::Entity::find()
+                .select_only()
+                .column(outbox::Column::Id)
+                .filter(outbox::Column::Id.is_in(chunk.to_vec()))
+                .filter(outbox::Column::State.eq("sent"))
+                .filter(outbox::Column::SentAt.lte(now_for_store(sent_before)))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            sent.extend(ids);
+        }
+        self.settle_sent(&sent, now).await
     }
 
-    async fn settle(
-        &self,
-        outbox_ids: Option<&[i64]>,
-        sent_before: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Result<u64> {
+    /// The reminder rows of sent messages `ids` (a delivery's batches just sent) become
+    /// sent, and the next overdue repeat of their items is planned one step ahead, in one
+    /// transaction. Idempotent: only queued rows of sent messages change. Returns how many
+    /// reminder rows became sent.
+    ///
+    /// One transaction for a batch instead of one per message: a message's reminder rows lie on
+    /// pages shared with other units' rows, and per-message transactions wrote each such page
+    /// (and its index pages) once per message.
+    pub async fn settle_sent(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64> {
         let now = now_for_store(now);
-        let ids: Vec<i64> = match outbox_ids {
-            Some(ids) => ids.to_vec(),
-            None => {
-                let queued: Vec<Option<i64>> =
-                    queued_messages_select().into_tuple().all(&self.db).await?;
-                let queued: Vec<i64> = queued.into_iter().flatten().collect();
-                let mut sent = Vec::new();
-                for chunk in queued.chunks(500) {
-                    let ids: Vec<i64> = outbox::Entity::find()
-                        .select_only()
-                        .column(outbox::Column::Id)
-                        .filter(outbox::Column::Id.is_in(chunk.to_vec()))
-                        .filter(outbox::Column::State.eq("sent"))
-                        .filter(match sent_before {
-                            Some(t) => sea_orm::Condition::all()
-                                .add(outbox::Column::SentAt.lte(now_for_store(t))),
-                            None => sea_orm::Condition::all(),
-                        })
-                        .into_tuple()
-                        .all(&self.db)
-                        .await?;
-                    sent.extend(ids);
-                }
-                sent
-            }
-        };
         if ids.is_empty() {
             return Ok(0);
         }

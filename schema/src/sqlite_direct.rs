@@ -458,6 +458,16 @@ pub(crate) enum Bound<'v> {
     Blob(&'v [u8]),
 }
 
+/// The values of `st`, each as [`bound`] binds it.
+pub(crate) fn bound_values(st: &sea_orm::Statement) -> Result<Vec<Bound<'_>>> {
+    st.values
+        .as_ref()
+        .map_or(&[][..], |v| &v.0[..])
+        .iter()
+        .map(bound)
+        .collect()
+}
+
 /// A sea-query value as sqlx binds it on SQLite: `sea-query-sqlx` hands each kind to sqlx,
 /// whose encoders store booleans and integers as integers, times as text (`DateTime` in RFC
 /// 3339 with the offset and as many fraction digits as needed, `NaiveDateTime` `%F %T%.f`,

@@ -1935,14 +1935,7 @@ pub(crate) fn item_direct(c: &direct::Conn<'_>, id: ItemId) -> Result<item::Mode
 fn write_direct(c: &direct::Conn<'_>, id: ItemId, statements: &[Statement]) -> (Result<()>, bool) {
     let bound: direct::Result<Vec<_>> = statements
         .iter()
-        .map(|st| {
-            let values = st.values.as_ref().map_or(&[][..], |v| &v.0[..]);
-            values
-                .iter()
-                .map(direct::bound)
-                .collect::<direct::Result<Vec<_>>>()
-                .map(|v| (st.sql.as_str(), v))
-        })
+        .map(|st| direct::bound_values(st).map(|v| (st.sql.as_str(), v)))
         .collect();
     let bound = match bound {
         Ok(b) => b,

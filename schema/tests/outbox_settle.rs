@@ -1,6 +1,6 @@
 //! A sent message's reminder rows follow it in a batch (`settle_sent`), and what a process
 //! killed between marking a message sent and settling its reminders left behind is settled by
-//! the next delivery. The bodies of messages queued before migration 6 move to
+//! the first delivery that starts a lease later (`settle_left_behind`). The bodies of messages queued before migration 6 move to
 //! `outbox_bodies`. On SQLite and (when `RECTIFY_TEST_DATABASE_URL` is set) PostgreSQL.
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -87,7 +87,7 @@ async fn reminders_of_a_sent_message_left_queued_are_settled_once() {
         // A settle for other messages does not touch them.
         assert_eq!(
             store
-                .settle_sent(Some(&[outbox_id + 1]), now())
+                .settle_sent(&[outbox_id + 1], now())
                 .await
                 .expect("settle"),
             0,
@@ -113,7 +113,10 @@ async fn reminders_of_a_sent_message_left_queued_are_settled_once() {
             "[{b}]"
         );
         assert_eq!(
-            store.settle_sent(None, now()).await.expect("settle"),
+            store
+                .settle_left_behind(now(), now())
+                .await
+                .expect("settle"),
             0,
             "[{b}] settling twice changes nothing"
         );
