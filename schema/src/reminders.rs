@@ -410,11 +410,10 @@ impl Store {
         let txn = self.begin_write().await?;
         skip_reminders_on(&txn, skips, now).await?;
         let mut ids = Vec::with_capacity(msgs.len());
-        for (msg, reminder_ids) in msgs {
-            let find = || {
-                outbox::Entity::find().filter(outbox::Column::MessageId.eq(msg.message_id.as_str()))
-            };
-            let row = outbox::ActiveModel {
+        // A few statements per chunk of messages, not four per message: a pass queues a
+        // shard's messages in a handful of round trips (BENCHMARKS.md, instances).
+        for chunk in msgs.chunks(QUEUE_CHUNK) {
+            let rows = chunk.iter().map(|(msg, _)| outbox::ActiveModel {
                 id: NotSet,
                 message_id: Set(msg.message_id.clone()),
                 kind: Set(msg.kind.clone()),
@@ -430,47 +429,76 @@ impl Store {
                 last_error: Set(None),
                 created_at: Set(now),
                 sent_at: Set(None),
-            };
+            });
             // Another instance's pass may be queuing the same message at this moment: its row
             // wins (PostgreSQL waits for its transaction) and this one takes that row's id.
-            let inserted = outbox::Entity::insert(row)
+            // RETURNING gives the rows this statement inserted; the others were there.
+            let inserted: HashMap<String, i64> = outbox::Entity::insert_many(rows)
                 .on_conflict(
                     OnConflict::column(outbox::Column::MessageId)
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_without_returning(&txn)
-                .await?;
-            let id = find()
-                .select_only()
-                .column(outbox::Column::Id)
-                .into_tuple::<i64>()
-                .one(&txn)
+                .exec_with_returning(&txn)
                 .await?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: "message",
-                    key: msg.message_id.clone(),
-                })?;
-            if inserted == 1 {
-                outbox_body::Entity::insert(outbox_body::ActiveModel {
-                    outbox_id: Set(id),
-                    body_text: Set(msg.body_text.clone()),
-                    body_html: Set(msg.body_html.clone()),
-                })
+                .into_iter()
+                .map(|m| (m.message_id, m.id))
+                .collect();
+            let there: Vec<String> = chunk
+                .iter()
+                .map(|(msg, _)| &msg.message_id)
+                .filter(|m| !inserted.contains_key(*m))
+                .cloned()
+                .collect();
+            let existing: HashMap<String, i64> = if there.is_empty() {
+                HashMap::new()
+            } else {
+                outbox::Entity::find()
+                    .select_only()
+                    .column(outbox::Column::MessageId)
+                    .column(outbox::Column::Id)
+                    .filter(outbox::Column::MessageId.is_in(there))
+                    .into_tuple::<(String, i64)>()
+                    .all(&txn)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            let mut bodies = Vec::new();
+            let mut with_body = std::collections::HashSet::new();
+            let mut queued: Vec<(i64, i64)> = Vec::new();
+            for (msg, reminder_ids) in chunk {
+                let key = &msg.message_id;
+                let id = match (inserted.get(key), existing.get(key)) {
+                    (Some(id), _) => {
+                        // The same Message-ID twice in one call: the first carries the body.
+                        if with_body.insert(*id) {
+                            bodies.push(outbox_body::ActiveModel {
+                                outbox_id: Set(*id),
+                                body_text: Set(msg.body_text.clone()),
+                                body_html: Set(msg.body_html.clone()),
+                            });
+                        }
+                        *id
+                    }
+                    (None, Some(id)) => *id,
+                    (None, None) => {
+                        return Err(StoreError::NotFound {
+                            what: "message",
+                            key: key.clone(),
+                        });
+                    }
+                };
+                queued.extend(reminder_ids.iter().map(|r| (*r, id)));
+                ids.push(id);
+            }
+            outbox_body::Entity::insert_many(bodies)
                 .exec_without_returning(&txn)
                 .await?;
-            }
-            for chunk in reminder_ids.chunks(500) {
-                reminder::Entity::update_many()
-                    .col_expr(reminder::Column::State, Expr::value("queued"))
-                    .col_expr(reminder::Column::OutboxId, Expr::value(id))
-                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                    .filter(reminder::Column::Id.is_in(chunk.to_vec()))
-                    .filter(reminder::Column::State.eq("pending"))
-                    .exec(&txn)
+            for rows in queued.chunks(500) {
+                txn.execute_raw(queue_rows_statement(txn.get_database_backend(), rows, now))
                     .await?;
             }
-            ids.push(id);
         }
         txn.commit().await?;
         Ok(ids)
@@ -622,22 +650,27 @@ impl Store {
                 .into_tuple()
                 .all(&txn)
                 .await?;
-            let sent_messages = outbox::Entity::find()
+            // The messages first, then their rows by a list: as one statement with a
+            // subquery, PostgreSQL's statistics (taken before the pass queued the rows) see
+            // one queued row and join the outbox once per row, 4× slower over 10,000 rows.
+            let sent: Vec<i64> = outbox::Entity::find()
                 .select_only()
                 .column(outbox::Column::Id)
                 .filter(outbox::Column::Id.is_in(chunk.to_vec()))
-                .filter(outbox::Column::State.eq("sent"));
-            settled += reminder::Entity::update_many()
-                .col_expr(reminder::Column::State, Expr::value("sent"))
-                .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
-                .filter(
-                    reminder::Column::OutboxId
-                        .in_subquery(sea_orm::QueryTrait::into_query(sent_messages)),
-                )
-                .filter(state_is("queued"))
-                .exec(&txn)
-                .await?
-                .rows_affected;
+                .filter(outbox::Column::State.eq("sent"))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if !sent.is_empty() {
+                settled += reminder::Entity::update_many()
+                    .col_expr(reminder::Column::State, Expr::value("sent"))
+                    .col_expr(reminder::Column::UpdatedAt, Expr::value(now))
+                    .filter(reminder::Column::OutboxId.is_in(sent))
+                    .filter(state_is("queued"))
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+            }
             if !overdue.is_empty() {
                 let tomorrow = self.planner.local_date(now) + chrono::Duration::days(1);
                 for m in item::Entity::find()
@@ -1145,6 +1178,34 @@ pub struct UnitSet {
 }
 
 /// `n` bind placeholders in the backend's syntax.
+/// Messages per statement when queuing: each carries two bodies of some 20 KB.
+const QUEUE_CHUNK: usize = 50;
+
+/// Marks pending reminder rows queued, each on its message: `(reminder id, outbox id)`. One
+/// statement for all of them (a join with a list of values; `column1`, `column2` are what
+/// both SQLite and PostgreSQL name a VALUES list's columns).
+fn queue_rows_statement(backend: DbBackend, rows: &[(i64, i64)], now: DateTime<Utc>) -> Statement {
+    let p = placeholders(backend, 1 + 2 * rows.len());
+    let list: Vec<String> = p[1..]
+        .chunks(2)
+        .map(|pair| format!("({}, {})", pair[0], pair[1]))
+        .collect();
+    let sql = format!(
+        "UPDATE reminders SET state = 'queued', outbox_id = v.o, updated_at = {} \
+         FROM (SELECT column1 AS id, column2 AS o FROM (VALUES {}) AS l) AS v \
+         WHERE reminders.id = v.id AND reminders.state = 'pending'",
+        p[0],
+        list.join(", ")
+    );
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(1 + 2 * rows.len());
+    values.push(now.into());
+    for (r, o) in rows {
+        values.push((*r).into());
+        values.push((*o).into());
+    }
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 fn placeholders(backend: DbBackend, n: usize) -> Vec<String> {
     (1..=n)
         .map(|i| match backend {

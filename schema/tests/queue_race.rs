@@ -47,3 +47,29 @@ async fn the_same_message_queued_by_two_instances_at_once_is_queued_once() {
         db.cleanup().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_pass_queued_by_two_instances_at_once_is_queued_once() {
+    for db in TestDb::all().await {
+        let b = db.name;
+        let one = db.store().await;
+        let two = db.store().await;
+        let now = Utc.with_ymd_and_hms(2026, 3, 2, 2, 0, 0).unwrap();
+        // A whole pass in one call each (several chunks of messages).
+        let pass: Vec<(NewMessage, Vec<i64>)> =
+            (1..=300).map(|n| (message(n), Vec::new())).collect();
+        let (a, c) = tokio::join!(
+            one.queue_messages(&pass, &[], now),
+            two.queue_messages(&pass, &[], now)
+        );
+        let a = a.unwrap_or_else(|e| panic!("[{b}] the first instance: {e}"));
+        let c = c.unwrap_or_else(|e| panic!("[{b}] the second instance: {e}"));
+        assert_eq!(a, c, "[{b}] both got the same outbox rows");
+        let rows = one.list_outbox(None).await.expect("outbox");
+        assert_eq!(rows.len(), pass.len(), "[{b}] one row per Message-ID");
+        let bodies = one.message_bodies(&a).await.expect("bodies");
+        assert_eq!(bodies.len(), pass.len(), "[{b}] one body per message");
+        drop((one, two));
+        db.cleanup().await;
+    }
+}
