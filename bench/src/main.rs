@@ -1017,6 +1017,84 @@ fn fresh_import(args: &Args, url: &str, dir: &Path, file: &Path) -> Result<(f64,
     )
 }
 
+/// A checkpoint on the PostgreSQL server: what earlier scenarios left in its buffers is
+/// written now, not during the next measured run.
+async fn checkpoint(pg: &str) {
+    if let Ok(db) = rectify_schema::sea_orm::Database::connect(pg).await {
+        let _ = db.execute_unprepared("CHECKPOINT").await;
+        let _ = db.close().await;
+    }
+}
+
+/// PostgreSQL's own floor for an import: the rows the import at `imported` wrote (units,
+/// items, events, reminders) read out with `COPY TO`, then written into a fresh database by
+/// `COPY FROM` alone, in one transaction, timed from BEGIN to COMMIT. No parsing, no
+/// validation, no ids to reserve: what the server needs to take those rows on this machine
+/// now. Returns the time and the row count.
+async fn pg_copy_floor(
+    args: &Args,
+    pg: &str,
+    imported: &str,
+    dir: &Path,
+) -> Result<(f64, usize), String> {
+    use futures_util::TryStreamExt;
+    use rectify_schema::sea_orm::sqlx::{Connection, postgres::PgConnection};
+    let err = |e: rectify_schema::sea_orm::sqlx::Error| e.to_string();
+    let tables = ["units", "items", "events", "reminders"];
+    let mut data = Vec::with_capacity(tables.len());
+    let mut rows = 0;
+    {
+        let mut from = PgConnection::connect(imported).await.map_err(err)?;
+        for t in tables {
+            let mut out = Vec::new();
+            let mut stream = from
+                .copy_out_raw(&format!("COPY {t} TO STDOUT"))
+                .await
+                .map_err(err)?;
+            while let Some(chunk) = stream.try_next().await.map_err(err)? {
+                out.extend_from_slice(&chunk);
+            }
+            drop(stream);
+            if t != "units" {
+                rows += out.iter().filter(|b| **b == b'\n').count();
+            }
+            data.push(out);
+        }
+        let _ = from.close().await;
+    }
+    let (url, dropdb) = pg_db_named(pg, "_floor")
+        .await
+        .ok_or("cannot create a PostgreSQL database")?;
+    let timed = async {
+        fresh(args, &url, dir)?;
+        checkpoint(pg).await;
+        let mut to = PgConnection::connect(&url).await.map_err(err)?;
+        let t = Instant::now();
+        rectify_schema::sea_orm::sqlx::query("BEGIN")
+            .execute(&mut to)
+            .await
+            .map_err(err)?;
+        for (table, bytes) in tables.iter().zip(&data) {
+            let mut copy = to
+                .copy_in_raw(&format!("COPY {table} FROM STDIN"))
+                .await
+                .map_err(err)?;
+            copy.send(bytes.as_slice()).await.map_err(err)?;
+            copy.finish().await.map_err(err)?;
+        }
+        rectify_schema::sea_orm::sqlx::query("COMMIT")
+            .execute(&mut to)
+            .await
+            .map_err(err)?;
+        let took = t.elapsed().as_secs_f64();
+        let _ = to.close().await;
+        Ok::<f64, String>(took)
+    }
+    .await;
+    dropdb().await;
+    Ok((timed?, rows))
+}
+
 /// `import ledger` of an `n`-row ledger (CSV and XLSX), `reps` runs each on fresh databases;
 /// then the progress notice (md, html) over what the last CSV import made. Returns nothing;
 /// rows are pushed to the table.
@@ -1100,12 +1178,17 @@ async fn import_and_report(
     if let Some(pg) = pg {
         // Each run on a fresh database of its own.
         let mut runs: Result<(Vec<f64>, i64), String> = Ok((Vec::with_capacity(reps), 0));
+        let mut floor = None;
         for _ in 0..reps {
             let Some((url, drop)) = pg_db(pg).await else {
                 runs = Err("cannot create a PostgreSQL database".into());
                 break;
             };
+            checkpoint(pg).await;
             let run = fresh_import(args, &url, &dir, &csv);
+            if floor.is_none() && run.is_ok() {
+                floor = Some(pg_copy_floor(args, pg, &url, &dir).await);
+            }
             drop().await;
             match (run, &mut runs) {
                 (Ok((t, r)), Ok((times, rss))) => {
@@ -1125,8 +1208,16 @@ async fn import_and_report(
                 Row {
                     scenario: format!("bulk import: {n}-row ledger, CSV (PostgreSQL, binary)"),
                     measured: format!(
-                        "{med:.2} s median (min {min:.2}, max {max:.2}, {reps} runs), peak RSS {:.0} MB",
-                        rss as f64 / 1024.0
+                        "{med:.2} s median (min {min:.2}, max {max:.2}, {reps} runs), peak RSS {:.0} MB; {}",
+                        rss as f64 / 1024.0,
+                        match floor {
+                            Some(Ok((t, rows))) => format!(
+                                "the server's floor: the same {rows} rows written by COPY alone, in one transaction, {t:.2} s (the import takes {:.2}× that)",
+                                med / t
+                            ),
+                            Some(Err(e)) => format!("the server's floor not measured: {e}"),
+                            None => "the server's floor not measured".into(),
+                        }
                     ),
                     target: "≤ 10 s".into(),
                     verdict: verdict(med <= 10.0),
@@ -1247,10 +1338,7 @@ async fn instances_once(
     // Every run starts with nothing left to write: the rows just generated, and what the
     // scenarios before (the imports) left in the server's buffers, would otherwise be written
     // by the checkpointer during one run and not the other.
-    if let Ok(db) = rectify_schema::sea_orm::Database::connect(pg).await {
-        let _ = db.execute_unprepared("CHECKPOINT").await;
-        let _ = db.close().await;
-    }
+    checkpoint(pg).await;
     let smtp = SmtpServer::start().await.expect("smtp");
     let cpu_before = machine_cpu();
     let pg_before = cpu_of_named("postgres");
@@ -1330,7 +1418,19 @@ async fn pg_db(
     String,
     impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 )> {
-    let name = format!("rectify_bench_{}", std::process::id());
+    pg_db_named(admin, "").await
+}
+
+/// A fresh PostgreSQL database of this runner's (`suffix` tells two apart that live at
+/// once), and what drops it.
+async fn pg_db_named(
+    admin: &str,
+    suffix: &str,
+) -> Option<(
+    String,
+    impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+)> {
+    let name = format!("rectify_bench_{}{suffix}", std::process::id());
     let db = rectify_schema::sea_orm::Database::connect(admin)
         .await
         .ok()?;
