@@ -117,6 +117,24 @@ fn median(v: &mut [f64]) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
+/// A median with its range, `d` decimals: "0.68 (0.63–0.71)"; the median alone for one run.
+fn spread((m, lo, hi): (f64, f64, f64), d: usize, runs: usize) -> String {
+    if runs > 1 {
+        format!("{m:.d$} ({lo:.d$}–{hi:.d$})")
+    } else {
+        format!("{m:.d$}")
+    }
+}
+
+/// What a row of `runs` repeated runs starts with ("median (min–max) of 3 runs: ").
+fn of_runs(runs: usize, what: &str) -> String {
+    if runs > 1 {
+        format!("median (min–max) of {runs} {what}: ")
+    } else {
+        String::new()
+    }
+}
+
 async fn open(url: &str, dir: &Path) -> Store {
     let mut s = ConnectSettings::new(url, dir.join("evidence"));
     s.pool_size = 4;
@@ -451,19 +469,9 @@ async fn due_pass(rows: &mut Vec<Row>, args: &Args, items: usize, units: usize, 
     let got = done.iter().map(|r| r.got).min().unwrap_or(0);
     let sent = done.iter().map(|r| r.sent).min().unwrap_or(0);
     let avg_kb = pick(&|r| r.avg_kb).0;
-    let range = |(m, lo, hi): (f64, f64, f64), d: usize| {
-        if n > 1 {
-            format!("{m:.d$} ({lo:.d$}–{hi:.d$})")
-        } else {
-            format!("{m:.d$}")
-        }
-    };
+    let range = |v, d| spread(v, d, n);
     let pct = |(m, lo, hi): (f64, f64, f64)| range((m * 100.0, lo * 100.0, hi * 100.0), 0);
-    let of_runs = if n > 1 {
-        format!("median (min–max) of {n} runs: ")
-    } else {
-        String::new()
-    };
+    let of_runs = of_runs(n, "runs");
     rows.push(Row {
         scenario: format!("due pass: {items} items, {units} units (binary, from process start)"),
         measured: format!(
@@ -1262,14 +1270,7 @@ async fn instances(
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         median(&mut v)
     };
-    let range_d = |(m, lo, hi): (f64, f64, f64), d: usize| {
-        if n > 1 {
-            format!("{m:.d$} ({lo:.d$}–{hi:.d$})")
-        } else {
-            format!("{m:.d$}")
-        }
-    };
-    let range = |v| range_d(v, 2);
+    let range = |v| spread(v, 2, n);
     let speedup = pick(&|p| p[0].wall / p[1].wall);
     let all_arrived = runs.iter().all(|p| p.iter().all(|r| r.got == units));
     let each = runs
@@ -1281,7 +1282,7 @@ async fn instances(
         format!(
             "{} s, machine busy {}% of {cores:.0} cores; instances / PostgreSQL / runner with SMTP server {} / {} / {} core-s",
             range(pick(&|p| p[k].wall)),
-            range_d(pick(&|p| 100.0 * p[k].busy / (p[k].wall * cores)), 0),
+            spread(pick(&|p| 100.0 * p[k].busy / (p[k].wall * cores)), 0, n),
             range(pick(&|p| p[k].split.0)),
             range(pick(&|p| p[k].split.1)),
             range(pick(&|p| p[k].split.2)),
@@ -1293,11 +1294,7 @@ async fn instances(
         ),
         measured: format!(
             "{}{}× ({each}); 1: {}; 3: {}{}",
-            if n > 1 {
-                format!("median (min–max) of {n} pairs: ")
-            } else {
-                String::new()
-            },
+            of_runs(n, "pairs"),
             range(speedup),
             side(0),
             side(1),

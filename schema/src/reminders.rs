@@ -410,6 +410,7 @@ impl Store {
         let txn = self.begin_write().await?;
         skip_reminders_on(&txn, skips, now).await?;
         let mut ids = Vec::with_capacity(msgs.len());
+        let mut offered = std::collections::HashSet::new();
         // A few statements per chunk of messages, not four per message: a pass queues a
         // shard's messages in a handful of round trips (BENCHMARKS.md, instances).
         for chunk in msgs.chunks(QUEUE_CHUNK) {
@@ -489,7 +490,14 @@ impl Store {
                         });
                     }
                 };
-                queued.extend(reminder_ids.iter().map(|r| (*r, id)));
+                // A row offered by two messages stays on the first, as one statement per
+                // message left it (a join with two matches would pick either).
+                queued.extend(
+                    reminder_ids
+                        .iter()
+                        .filter(|r| offered.insert(**r))
+                        .map(|r| (*r, id)),
+                );
                 ids.push(id);
             }
             outbox_body::Entity::insert_many(bodies)
@@ -1177,7 +1185,6 @@ pub struct UnitSet {
     pub or_outside: Option<Vec<String>>,
 }
 
-/// `n` bind placeholders in the backend's syntax.
 /// Messages per statement when queuing: each carries two bodies of some 20 KB.
 const QUEUE_CHUNK: usize = 50;
 
@@ -1206,6 +1213,7 @@ fn queue_rows_statement(backend: DbBackend, rows: &[(i64, i64)], now: DateTime<U
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// `n` bind placeholders in the backend's syntax.
 fn placeholders(backend: DbBackend, n: usize) -> Vec<String> {
     (1..=n)
         .map(|i| match backend {

@@ -76,12 +76,15 @@ async fn a_pass_of_many_messages_is_queued_whole_and_settled_by_what_was_sent() 
             .expect("early");
 
         // 120 messages (more than one chunk), two rows each; message 7 again, and message 3
-        // twice in the same call; one row that is no longer pending (message 7's) is offered
+        // twice in the same call (a row offered twice); one row that is no longer pending (message 7's) is offered
         // again and stays on message 7.
         let mut batch: Vec<(NewMessage, Vec<i64>)> = (0..120)
             .map(|n| (message(n), pending[2 * n..2 * n + 2].to_vec()))
             .collect();
-        batch.push((message(3), vec![]));
+        // Message 3 again, and message 1 (in the same statement), also offer message 0's
+        // first row: it stays on message 0.
+        batch.push((message(3), vec![pending[0]]));
+        batch[1].1.push(pending[0]);
         let skipped = [(pending[250], "item_missing")];
         let ids = store
             .queue_messages(&batch, &skipped, now())
