@@ -977,9 +977,7 @@ async fn write_ledger(
 ) -> CliResult<Vec<ItemState>> {
     let lang = app.lang;
     let today = app.today();
-    for u in new_units {
-        bulk.add_unit(u, app.now).await.lang(lang)?;
-    }
+    bulk.add_units(new_units, app.now).await.lang(lang)?;
     // Pre-order: parents first; the batch runs the life cycles children first.
     let mut all = Vec::new();
     preorder(&mut all, plan, None);

@@ -555,3 +555,147 @@ async fn an_import_waits_for_the_write_lock() {
     assert_eq!(rows(&store).await.0.len(), 1);
     store.close().await.unwrap();
 }
+
+/// The sequence's increment, as the server has it.
+async fn items_increment(store: &Store) -> i64 {
+    use rectify_schema::sea_orm::{ConnectionTrait, Statement};
+    store
+        .db()
+        .query_one_raw(Statement::from_string(
+            store.backend(),
+            "SELECT s.seqincrement FROM pg_sequence s \
+             WHERE s.seqrelid = pg_get_serial_sequence('items', 'id')::regclass",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+/// PostgreSQL: an import takes its item ids as one range of the sequence while commands create
+/// items beside it: no id is given twice, the range is consecutive, the sequence counts by one
+/// again afterwards, and the next item by hand comes after the range.
+#[tokio::test]
+async fn an_import_reserves_its_ids_while_commands_create_items() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let titles: Vec<String> = (0..300).map(|i| format!("导入事项{i}")).collect();
+    let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let by_hand = async {
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let it = store
+                .create_item(&new(&format!("手工事项{i}"), None), &admin, now(), today())
+                .await
+                .unwrap();
+            ids.push(it.id);
+            tokio::task::yield_now().await;
+        }
+        ids
+    };
+    let imported = async {
+        let bulk = store.bulk().await.unwrap();
+        let done = import(&bulk, &admin, &titles).await.unwrap();
+        bulk.commit().await.unwrap();
+        done.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+    };
+    let (by_hand, imported) = tokio::join!(by_hand, imported);
+    let mut sorted = imported.clone();
+    sorted.sort();
+    assert!(
+        sorted.windows(2).all(|w| w[1] == w[0] + 1),
+        "one consecutive range: {sorted:?}"
+    );
+    for id in &by_hand {
+        assert!(!imported.contains(id), "id {id} given twice");
+    }
+    assert_eq!(
+        items_increment(&store).await,
+        1,
+        "the increment is set back"
+    );
+    let next = store
+        .create_item(&new("之后的事项", None), &admin, now(), today())
+        .await
+        .unwrap();
+    assert!(next.id > *sorted.last().unwrap() && by_hand.iter().all(|&i| next.id > i));
+    let (items, ..) = rows(&store).await;
+    assert_eq!(items.len(), 300 + 40 + 1);
+    let (_, _, findings) = store.audit_verify(false).await.unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+    store.close().await.unwrap();
+    db.cleanup().await;
+}
+
+/// PostgreSQL: a sequence that does not count by one (set so by hand) is not altered: the
+/// import takes its ids one `nextval` at a time, and the sequence keeps its increment.
+#[tokio::test]
+async fn an_import_takes_ids_one_by_one_from_a_sequence_counting_otherwise() {
+    use rectify_schema::sea_orm::ConnectionTrait;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    store
+        .db()
+        .execute_unprepared("ALTER SEQUENCE items_id_seq INCREMENT BY 5")
+        .await
+        .unwrap();
+    let bulk = store.bulk().await.unwrap();
+    let done = import(&bulk, &admin, &["甲", "乙", "丙"]).await.unwrap();
+    bulk.commit().await.unwrap();
+    let ids: Vec<ItemId> = done.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[1] - w[0] == 5), "{ids:?}");
+    assert_eq!(items_increment(&store).await, 5);
+    let (items, ..) = rows(&store).await;
+    assert_eq!(items.len(), 3);
+    store.close().await.unwrap();
+    db.cleanup().await;
+}
+
+/// PostgreSQL: while another transaction that took an item id stays open (it holds the
+/// sequence's lock), the import does not wait for it beyond a second: it takes its ids one by
+/// one, and none is the one already given.
+#[tokio::test]
+async fn an_import_does_not_wait_for_a_transaction_holding_the_sequence() {
+    use rectify_schema::sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.store().await;
+    let admin = seed(&store).await;
+    let open = store.db().begin().await.unwrap();
+    let held: i64 = open
+        .query_one_raw(Statement::from_string(
+            store.backend(),
+            "SELECT nextval('items_id_seq')",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let bulk = store.bulk().await.unwrap();
+    let done = import(&bulk, &admin, &["甲", "乙", "丙"]).await.unwrap();
+    bulk.commit().await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let ids: Vec<ItemId> = done.iter().map(|(id, _)| *id).collect();
+    assert!(
+        !ids.contains(&held) && ids.iter().all(|&i| i > held),
+        "{ids:?} / {held}"
+    );
+    open.rollback().await.unwrap();
+    assert_eq!(items_increment(&store).await, 1);
+    store.close().await.unwrap();
+    db.cleanup().await;
+}
