@@ -571,7 +571,7 @@ async fn ledger(
     store.find_round(round).await.lang(lang)?;
     let today = app.today();
     let (rows, mut errors) = ledger::read_rows(&sheet.rows, &header, sheet.first_row, today);
-    let (tree, tree_errors) = ledger::build_tree(&rows, &header);
+    let (tree, tree_errors) = ledger::build_tree(rows, &header);
     errors.extend(tree_errors);
     let (mut dir, mut names) = directory(app, &store).await?;
     let cal = crate::commands::calendar_for(app);

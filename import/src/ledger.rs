@@ -633,8 +633,8 @@ pub struct LedgerNode {
     pub title: String,
     pub kind: NodeKind,
     /// The row the item's own data (units, deadline, state) comes from; `None` for a category or
-    /// problem that only exists as the fill-down of its measures.
-    pub data: Option<LedgerRow>,
+    /// problem that only exists as the fill-down of its measures. Boxed: a tree of 100,000 nodes moves less when its lists grow.
+    pub data: Option<Box<LedgerRow>>,
     /// The first sheet row that mentions the item.
     pub row: usize,
     pub children: Vec<LedgerNode>,
@@ -677,7 +677,9 @@ fn clean_number(s: &str) -> String {
 
 /// Builds the item tree from the rows. Every problem is reported; the tree is only meaningful
 /// when the error list is empty.
-pub fn build_tree(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
+///
+/// The rows are taken, not copied: each ends up as its item's data.
+pub fn build_tree(rows: Vec<LedgerRow>, header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
     if header.has(Column::Parent) {
         build_exported(rows, header)
     } else {
@@ -693,7 +695,7 @@ fn measure_title(r: &LedgerRow, header: &Header) -> String {
     }
 }
 
-fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
+fn build_usual(rows: Vec<LedgerRow>, header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
     let mut roots: Vec<LedgerNode> = Vec::new();
     let mut errors = Vec::new();
     let mut seen: std::collections::HashMap<String, usize> = Default::default();
@@ -704,7 +706,7 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
     let mut categories = 0usize;
     let mut problems: std::collections::HashMap<String, usize> = Default::default();
     for r in rows {
-        let measure = measure_title(r, header);
+        let measure = measure_title(&r, header);
         let problem = if has_prob {
             r.problem.clone()
         } else {
@@ -731,6 +733,10 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
         } else {
             NodeKind::Category
         };
+        // The row itself goes to the one node it is the data of.
+        let row_no = r.row;
+        let own_number = r.number.clone();
+        let mut data = Some(Box::new(r));
         // Find or create the category.
         let mut siblings = &mut roots;
         let mut prefix = String::new();
@@ -742,8 +748,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
             if !reuse {
                 let k = categories;
                 categories += 1;
-                let number = if own && !r.number.is_empty() {
-                    clean_number(&r.number)
+                let number = if own && !own_number.is_empty() {
+                    clean_number(&own_number)
                 } else {
                     chinese_number(k + 1)
                 };
@@ -751,8 +757,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                     number,
                     title: category.clone(),
                     kind: NodeKind::Category,
-                    data: own.then(|| r.clone()),
-                    row: r.row,
+                    data: if own { data.take() } else { None },
+                    row: row_no,
                     children: Vec::new(),
                 });
             }
@@ -769,8 +775,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                 let counter = problems.entry(prefix.clone()).or_default();
                 let k = *counter;
                 *counter += 1;
-                let seg = if own && !r.number.is_empty() {
-                    clean_number(&r.number)
+                let seg = if own && !own_number.is_empty() {
+                    clean_number(&own_number)
                 } else {
                     format!("({})", chinese_number(k + 1))
                 };
@@ -778,8 +784,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                     number: join(&prefix, &seg),
                     title: problem.clone(),
                     kind: NodeKind::Problem,
-                    data: own.then(|| r.clone()),
-                    row: r.row,
+                    data: if own { data.take() } else { None },
+                    row: row_no,
                     children: Vec::new(),
                 });
             }
@@ -788,10 +794,10 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
             siblings = &mut node.children;
         }
         if own_kind == NodeKind::Measure {
-            let seg = if r.number.is_empty() {
+            let seg = if own_number.is_empty() {
                 (siblings.len() + 1).to_string()
             } else {
-                clean_number(&r.number)
+                clean_number(&own_number)
             };
             // A 序号 that already carries the parent's path (`一.(一).1`) is kept as it is.
             let number = if !prefix.is_empty() && seg.starts_with(&format!("{prefix}.")) {
@@ -803,8 +809,8 @@ fn build_usual(rows: &[LedgerRow], header: &Header) -> (Vec<LedgerNode>, Vec<Row
                 number,
                 title: measure,
                 kind: NodeKind::Measure,
-                data: Some(r.clone()),
-                row: r.row,
+                data,
+                row: row_no,
                 children: Vec::new(),
             });
         }
@@ -845,7 +851,7 @@ fn check_numbers(
 
 /// Exported ledgers: one row per item, parent given by number, titles from the deepest of
 /// 整改措施 / 具体问题 / 问题类别 that is filled.
-fn build_exported(rows: &[LedgerRow], _header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
+fn build_exported(rows: Vec<LedgerRow>, _header: &Header) -> (Vec<LedgerNode>, Vec<RowError>) {
     let mut errors = Vec::new();
     let mut roots: Vec<LedgerNode> = Vec::new();
     // number → path of indexes from the roots
@@ -886,22 +892,24 @@ fn build_exported(rows: &[LedgerRow], _header: &Header) -> (Vec<LedgerNode>, Vec
             });
             continue;
         }
+        let row_no = r.row;
+        let parent = r.parent.trim().to_string();
+        let parent = parent.as_str();
         let node = LedgerNode {
             number: number.clone(),
             title,
             kind,
-            data: Some(r.clone()),
-            row: r.row,
+            data: Some(Box::new(r)),
+            row: row_no,
             children: Vec::new(),
         };
-        let parent = r.parent.trim();
         let path = if parent.is_empty() {
             roots.push(node);
             vec![roots.len() - 1]
         } else {
             let Some(pp) = paths.get(parent).cloned() else {
                 errors.push(RowError {
-                    row: r.row,
+                    row: row_no,
                     column: Column::Parent.header(Lang::Zh).into(),
                     reason: format!("上级编号“{parent}”不在本行之前的任何一行中"),
                 });
@@ -916,7 +924,7 @@ fn build_exported(rows: &[LedgerRow], _header: &Header) -> (Vec<LedgerNode>, Vec
             p.push(list.len() - 1);
             p
         };
-        first_row.insert(number.clone(), r.row);
+        first_row.insert(number.clone(), row_no);
         paths.insert(number, path);
     }
     (roots, errors)

@@ -127,7 +127,7 @@ proptest! {
     fn ledger_reader_never_panics(rows in prop::collection::vec(prop::collection::vec(cell(), 0..16), 0..40)) {
         if let Some(h) = find_header(&rows) {
             let (read, _errors) = read_rows(&rows, &h, 1, today());
-            let _ = build_tree(&read, &h);
+            let _ = build_tree(read, &h);
         }
     }
 }

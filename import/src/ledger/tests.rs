@@ -223,7 +223,7 @@ fn tree_of(rows: &[&[&str]]) -> (Vec<LedgerNode>, Vec<RowError>) {
     let h = find_header(&cells).unwrap();
     let (rows, errors) = read_rows(&cells, &h, 1, today());
     assert!(errors.is_empty(), "{errors:?}");
-    build_tree(&rows, &h)
+    build_tree(rows, &h)
 }
 
 fn render(nodes: &[LedgerNode], depth: usize, out: &mut String) {
