@@ -893,8 +893,21 @@ fn build_exported(rows: Vec<LedgerRow>, _header: &Header) -> (Vec<LedgerNode>, V
             continue;
         }
         let row_no = r.row;
-        let parent = r.parent.trim().to_string();
-        let parent = parent.as_str();
+        // The parent's place, found before the row moves into its node.
+        let parent_path = match r.parent.trim() {
+            "" => None,
+            parent => match paths.get(parent) {
+                Some(pp) => Some(pp.clone()),
+                None => {
+                    errors.push(RowError {
+                        row: row_no,
+                        column: Column::Parent.header(Lang::Zh).into(),
+                        reason: format!("上级编号“{parent}”不在本行之前的任何一行中"),
+                    });
+                    continue;
+                }
+            },
+        };
         let node = LedgerNode {
             number: number.clone(),
             title,
@@ -903,26 +916,20 @@ fn build_exported(rows: Vec<LedgerRow>, _header: &Header) -> (Vec<LedgerNode>, V
             row: row_no,
             children: Vec::new(),
         };
-        let path = if parent.is_empty() {
-            roots.push(node);
-            vec![roots.len() - 1]
-        } else {
-            let Some(pp) = paths.get(parent).cloned() else {
-                errors.push(RowError {
-                    row: row_no,
-                    column: Column::Parent.header(Lang::Zh).into(),
-                    reason: format!("上级编号“{parent}”不在本行之前的任何一行中"),
-                });
-                continue;
-            };
-            let mut list = &mut roots;
-            for i in &pp {
-                list = &mut list[*i].children;
+        let path = match parent_path {
+            None => {
+                roots.push(node);
+                vec![roots.len() - 1]
             }
-            list.push(node);
-            let mut p = pp;
-            p.push(list.len() - 1);
-            p
+            Some(mut pp) => {
+                let mut list = &mut roots;
+                for i in &pp {
+                    list = &mut list[*i].children;
+                }
+                list.push(node);
+                pp.push(list.len() - 1);
+                pp
+            }
         };
         first_row.insert(number.clone(), row_no);
         paths.insert(number, path);

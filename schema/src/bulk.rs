@@ -1359,6 +1359,17 @@ mod tests {
                 bulk.rollback().await.unwrap();
                 assert_eq!(units_in(&store).await, 620, "{}: nothing added", db.name);
             }
+            // A name the engine refuses (empty), after a good unit: none of them is written.
+            let bulk = store.bulk().await.unwrap();
+            let mut bad = unit("N4".into());
+            bad.name = "  ".into();
+            let e = bulk
+                .add_units(&[unit("N5".into()), bad], now)
+                .await
+                .unwrap_err();
+            assert!(!matches!(e, StoreError::Db(_)), "{}: {e:?}", db.name);
+            bulk.commit().await.unwrap();
+            assert_eq!(units_in(&store).await, 620, "{}: nothing added", db.name);
             store.close().await.unwrap();
             db.cleanup().await;
         }
