@@ -833,7 +833,7 @@ impl Dispatcher {
                             ))),
                         );
                     };
-                    let mut mail = OutgoingMail {
+                    let mail = OutgoingMail {
                         message_id: m.message_id.clone(),
                         from: self.cfg.from.clone(),
                         to: serde_json::from_str(&m.to_addrs).unwrap_or_default(),
@@ -842,22 +842,15 @@ impl Dispatcher {
                         text,
                         html,
                     };
-                    let r = match self.mailer.send(&mail).await {
-                        Ok(()) => Delivery::Sent(None),
-                        // A refused copy address must not cost the lead unit its reminder:
-                        // send again to the main recipients only, and note the refusal.
-                        Err(SendError::Permanent(e)) if !mail.cc.is_empty() => {
-                            let cc = std::mem::take(&mut mail.cc);
-                            match self.mailer.send(&mail).await {
-                                Ok(()) => Delivery::Sent(Some(format!(
-                                    "sent without copies ({}): {e}",
-                                    cc.join(", ")
-                                ))),
-                                Err(e2) => Delivery::Failed(e2),
-                            }
-                        }
-                        Err(e) => Delivery::Failed(e),
-                    };
+                    // On a task of its own: the runtime's worker threads build and send the
+                    // messages of the connections in parallel, where this future, polled by one
+                    // thread, did all their MIME and socket work on that thread.
+                    let mailer = self.mailer.clone();
+                    let r = tokio::spawn(send_with_fallback(mailer, mail))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Delivery::Failed(SendError::Transient(format!("the send stopped: {e}")))
+                        });
                     // Recorded as soon as the server has it, not after the batch: a process
                     // killed now sends again only the messages it was sending at that moment.
                     let _recording = recording.lock().await;
@@ -949,6 +942,26 @@ impl Dispatcher {
             timing.settling += settle(unsettled, now).await?;
         }
         Ok((report, timing))
+    }
+}
+
+/// Sends `mail`; when the server refuses it for good and it has copy addresses, once more to
+/// the main recipients only (a refused copy address must not cost the lead unit its
+/// reminder), with a note of the refusal.
+async fn send_with_fallback(mailer: Mailer, mut mail: OutgoingMail) -> Delivery {
+    match mailer.send(&mail).await {
+        Ok(()) => Delivery::Sent(None),
+        Err(SendError::Permanent(e)) if !mail.cc.is_empty() => {
+            let cc = std::mem::take(&mut mail.cc);
+            match mailer.send(&mail).await {
+                Ok(()) => Delivery::Sent(Some(format!(
+                    "sent without copies ({}): {e}",
+                    cc.join(", ")
+                ))),
+                Err(e2) => Delivery::Failed(e2),
+            }
+        }
+        Err(e) => Delivery::Failed(e),
     }
 }
 

@@ -578,9 +578,13 @@ impl Store {
     /// rows follow with [`Store::settle_sent`] (after the batch, or, when this process dies
     /// first, at the first delivery that starts more than a lease later:
     /// [`Store::settle_left_behind`]).
+    ///
+    /// On SQLite it runs on the store's writer connection: through sqlx, each call is a
+    /// hand-off to the connection's worker thread and back, once per message sent.
     pub async fn mark_sent(&self, id: i64, token: &str, now: DateTime<Utc>) -> Result<bool> {
+        use sea_orm::QueryTrait;
         let now = now_for_store(now);
-        let r = outbox::Entity::update_many()
+        let update = outbox::Entity::update_many()
             .col_expr(outbox::Column::State, Expr::value("sent"))
             .col_expr(outbox::Column::SentAt, Expr::value(now))
             .col_expr(
@@ -593,10 +597,15 @@ impl Store {
             )
             .filter(outbox::Column::Id.eq(id))
             .filter(outbox::Column::LeaseToken.eq(token))
-            .filter(outbox::Column::State.eq("sending"))
-            .exec(&self.db)
-            .await?;
-        Ok(r.rows_affected == 1)
+            .filter(outbox::Column::State.eq("sending"));
+        let rows = match self.backend() {
+            DbBackend::Sqlite => {
+                self.execute_on_writer(&update.build(DbBackend::Sqlite))
+                    .await?
+            }
+            _ => update.exec(&self.db).await?.rows_affected,
+        };
+        Ok(rows == 1)
     }
 
     /// `settle_sent` for every message sent at or before `sent_before` that still has queued

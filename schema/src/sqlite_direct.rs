@@ -262,6 +262,12 @@ impl<'h> Conn<'h> {
         Ok(())
     }
 
+    /// How many rows the last INSERT, UPDATE or DELETE that ended on this connection changed.
+    pub fn changes(&self) -> u64 {
+        // SAFETY: reads the handle's state only.
+        unsafe { ffi::sqlite3_changes(self.db.as_ptr()) }.max(0) as u64
+    }
+
     /// The first column of the first row `sql` gives (without values), as an integer; none
     /// for NULL or no row.
     pub fn one_int(&self, sql: &str) -> Result<Option<i64>> {

@@ -988,6 +988,17 @@ impl Store {
         })
     }
 
+    /// SQLite: `st` on the writer connection (`run_on_writer`), with no hand-off to the
+    /// driver's worker thread; the rows it changed. For a one-statement write on a hot path
+    /// (a message recorded as sent, once per message of a delivery).
+    pub(crate) async fn execute_on_writer(&self, st: &Statement) -> Result<u64> {
+        let mut held = self.hold_writer().await?;
+        let mut wait = BusyWait::new(self.busy_timeout);
+        let r = run_on_writer(&mut held, &mut wait, st).await;
+        held.finish();
+        r
+    }
+
     /// The writer connection, opened (or reopened, after one was closed midway) when needed.
     pub(crate) async fn hold_writer(&self) -> Result<HeldWriter<'_>> {
         let mut slot = self.writer.lock().await;
@@ -1957,6 +1968,34 @@ fn write_direct(c: &direct::Conn<'_>, id: ItemId, statements: &[Statement]) -> (
         direct_err(f)
     };
     (Err(e), close)
+}
+
+/// One statement on the writer in SQLite's autocommit (a transaction of its own), tried again
+/// while another connection holds the write lock (`BusyWait`): the rows it changed. A writer
+/// left inside a transaction by a failure is dropped (SQLite rolls back on close).
+pub(crate) async fn run_on_writer(
+    held: &mut HeldWriter<'_>,
+    wait: &mut BusyWait,
+    st: &Statement,
+) -> Result<u64> {
+    let values = direct::bound_values(st).map_err(direct_err)?;
+    loop {
+        let r = {
+            let c = held.conn().conn();
+            let r = c.run(&st.sql, &values).map(|()| c.changes());
+            if r.is_err() && c.in_transaction() {
+                let _ = c.run("ROLLBACK", &[]);
+            }
+            r
+        };
+        if r.is_err() && wait.again(busy_now(held)).await {
+            continue;
+        }
+        if r.is_err() && held.conn().conn().in_transaction() {
+            held.conn = None;
+        }
+        return r.map_err(direct_err);
+    }
 }
 
 /// `write_direct` on the held writer, tried again while another connection holds the write
